@@ -1,0 +1,374 @@
+"""``monitor`` command line: a thin shell over ``Monitor`` and the store's queries.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error. Human output goes to
+stdout, logs to stderr; ``--json`` prints JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, NoReturn
+
+import anyio
+import click
+
+from monitor.baseline import BaselineError
+from monitor.config import Config, ConfigError, config_path_from, load_config
+from monitor.logs import setup_logging
+from monitor.store import StoreError, redact
+
+log = logging.getLogger("monitor")
+
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"monitor: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=_json_default))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
+
+
+def _local(ts: datetime | None) -> str:
+    if ts is None:
+        return "-"
+    try:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(os.environ.get("MONITOR_TIMEZONE", "Europe/Berlin"))
+    except Exception:
+        zone = UTC
+    return ts.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+class State:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            path = config_path_from(self.config_path)
+            try:
+                self._config = load_config(path)
+            except ConfigError as exc:
+                _fail(str(exc), EXIT_CONFIG)
+        return self._config
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into a message and the documented exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, BaselineError) as exc:
+            _fail(str(exc), EXIT_CONFIG)
+        except StoreError as exc:
+            _fail(f"database: {exc}", EXIT_RUNTIME)
+        except Exception as exc:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if isinstance(exc, SQLAlchemyError):
+                _fail(f"database: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}", EXIT_RUNTIME)
+            if isinstance(exc, OSError):
+                _fail(f"{type(exc).__name__}: {exc}", EXIT_RUNTIME)
+            raise
+
+    return wrapper
+
+
+def run_async(coro_fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    return anyio.run(coro_fn, *args)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", metavar="PATH", help="Config file (default: $MONITOR_CONFIG or ./feeds.yaml)."
+)
+@click.option(
+    "--log-level",
+    default=lambda: os.environ.get("MONITOR_LOG_LEVEL", "info"),
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    show_default="info or $MONITOR_LOG_LEVEL",
+)
+@click.option(
+    "--log-format",
+    default=lambda: os.environ.get("MONITOR_LOG_FORMAT", "text"),
+    type=click.Choice(["text", "json"]),
+    show_default="text or $MONITOR_LOG_FORMAT",
+)
+@click.version_option(package_name="story-monitor")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:
+    """Follow a news story through German-language feeds and alert on new developments."""
+    setup_logging(log_level, log_format)
+    ctx.obj = State(config_path)
+
+
+# --- run / poll --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--node-id", default=None, help="Stable identity of this node (default: host name).")
+@click.pass_obj
+@handle_errors
+def run(state: State, node_id: str | None) -> None:
+    """Run the daemon: poll every feed on its schedule until SIGINT/SIGTERM."""
+    from monitor.scheduler import run_daemon
+
+    config = state.config
+    log.info("starting", extra={"config": config.source, "database": redact(config.database)})
+
+    async def main() -> None:
+        stop = anyio.Event()
+
+        async def wait_for_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})
+                    stop.set()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for_signal)
+            await run_daemon(config, node_id=node_id, stop=stop)
+            tg.cancel_scope.cancel()
+
+    run_async(main)
+
+
+@cli.command()
+@click.option("--feed", "feeds", multiple=True, metavar="NAME", help="Poll only this feed (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-feed report as JSON.")
+@click.pass_obj
+@handle_errors
+def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
+    """One pass over all feeds, then exit (0 even when some feeds failed; they are reported)."""
+    from monitor.pipeline import Monitor
+
+    config = state.config
+    names = list(feeds) or None
+    if names:
+        unknown = [n for n in names if n not in {f.name for f in config.feeds}]
+        if unknown:
+            _fail(f"unknown feed(s): {', '.join(unknown)}", EXIT_CONFIG)
+
+    async def main() -> Any:
+        async with Monitor(config) as monitor:
+            return await monitor.poll(names)
+
+    summary = run_async(main)
+    if as_json:
+        print_json(
+            {
+                "elapsed": round(summary.elapsed, 3),
+                "feeds": [
+                    {
+                        "feed": r.feed,
+                        "status": r.status,
+                        "http_status": r.http_status,
+                        "new": r.new,
+                        "updated": r.updated,
+                        "matched": r.matched,
+                        "developments": r.developments,
+                        "error": r.error,
+                        "problems": r.problems,
+                    }
+                    for r in summary.reports
+                ],
+            }
+        )
+    else:
+        click.echo(
+            f"polled {len(summary.reports)} feeds in {summary.elapsed:.1f}s: "
+            f"{summary.count('new')} new, {summary.count('updated')} updated, "
+            f"{summary.count('matched')} matched, {summary.count('developments')} developments, "
+            f"{len(summary.failed)} failed"
+        )
+        for report in summary.failed:
+            click.echo(f"  failed: {report.feed}: {report.error}")
+    for report in summary.failed:
+        log.warning("feed failed", extra={"feed": report.feed, "error": report.error})
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _open_store(config: Config) -> Any:
+    from monitor.store import Store
+
+    store = Store(config.database)
+    store.create_schema()
+    return store
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--since: {value!r} is not an ISO 8601 date or time", EXIT_CONFIG)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option("--story", "story_id", metavar="ID", help="Only this story.")
+@click.option("--since", metavar="ISO", help="Only items published at or after this time.")
+@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@click.pass_obj
+@handle_errors
+def items(state: State, story_id: str | None, since: str | None, as_json: bool) -> None:
+    """Items that matched a story, newest first, with the terms that matched."""
+    config = state.config
+    _check_story(config, story_id)
+    store = _open_store(config)
+    rows = store.matched_items(story_id, _parse_since(since))
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(show_lines=False, expand=False)
+    for col in ("published", "story", "feed", "title", "matched"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            _local(row["published"]), row["story"], row["feed"], row["title"], ", ".join(row["matched"])
+        )
+    _console().print(table)
+    click.echo(f"{len(rows)} items")
+
+
+@cli.command()
+@click.option("--story", "story_id", metavar="ID", help="Only this story.")
+@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@click.pass_obj
+@handle_errors
+def developments(state: State, story_id: str | None, as_json: bool) -> None:
+    """Developments: new facts against the baseline and the story so far, with their sources."""
+    config = state.config
+    _check_story(config, story_id)
+    store = _open_store(config)
+    rows = store.developments(story_id)
+    if as_json:
+        print_json(rows)
+        return
+    console = _console()
+    for dev in rows:
+        console.print(
+            f"[bold]#{dev['id']} {_esc(dev['title'])}[/bold]  ({dev['story']}, first seen {_local(dev['first_seen'])}, score {dev['score']:.2f})"
+        )
+        for sentence in dev["novel"]:
+            console.print(f"  + {_esc(sentence)}")
+        for src in dev["sources"]:
+            console.print(f"    - {_esc(src['feed'])}: {_esc(src['title'])} {_esc(src['url'] or '')}")
+    click.echo(f"{len(rows)} developments")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@click.pass_obj
+@handle_errors
+def feeds(state: State, as_json: bool) -> None:
+    """Each feed's last poll, status, error streak and items."""
+    config = state.config
+    store = _open_store(config)
+    store.sync_feeds([(f.name, f.url) for f in config.feeds])
+    configured = {f.name for f in config.feeds}
+    rows = []
+    for s in store.feed_states():
+        if s.name not in configured:
+            continue
+        polls = s.polls_total or 0
+        rows.append(
+            {
+                "name": s.name,
+                "url": s.current_url,
+                "configured_url": s.url,
+                "status": "disabled"
+                if s.disabled
+                else ("failing" if s.error_streak else ("ok" if s.last_success_at else "new")),
+                "last_polled": s.last_polled_at,
+                "last_success": s.last_success_at,
+                "last_status": s.last_status,
+                "last_error_kind": s.last_error_kind,
+                "last_error": s.last_error,
+                "error_streak": s.error_streak,
+                "failing_since": s.failing_since,
+                "disabled_reason": s.disabled_reason,
+                "items": s.items_total,
+                "polls": polls,
+                "not_modified_ratio": round((s.polls_not_modified or 0) / polls, 3) if polls else None,
+                "latency_avg": round(s.latency_avg, 3) if s.latency_avg is not None else None,
+                "next_poll_after": s.next_poll_after,
+                "problems": list(s.problems or []),
+            }
+        )
+    rows.sort(key=lambda r: (r["status"] not in ("failing", "disabled"), r["name"]))
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("feed", "status", "last poll", "last success", "errors", "items", "304", "last error"):
+        table.add_column(col)
+    for r in rows:
+        ratio = f"{r['not_modified_ratio']:.0%}" if r["not_modified_ratio"] is not None else "-"
+        table.add_row(
+            r["name"],
+            r["status"],
+            _local(r["last_polled"]),
+            _local(r["last_success"]),
+            str(r["error_streak"]),
+            str(r["items"]),
+            ratio,
+            (r["last_error"] or "")[:80],
+        )
+    _console().print(table)
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _check_story(config: Config, story_id: str | None) -> None:
+    if story_id is not None and story_id not in {s.id for s in config.stories}:
+        known = ", ".join(s.id for s in config.stories) or "none configured"
+        _fail(f"--story: unknown story {story_id!r} (known: {known})", EXIT_CONFIG)
+
+
+def main() -> None:
+    cli(prog_name="monitor")
+
+
+if __name__ == "__main__":
+    main()

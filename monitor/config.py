@@ -1,0 +1,374 @@
+"""The configuration file (``feeds.yaml``): schema, defaults, environment overrides, precise errors.
+
+The top-level keys (``database``, ``fetch``, ``feeds``, ``stories``, ``alerts``) are a documented
+contract that tools outside the project rely on; see README "Configuration reference".
+Every error names the file, the key path and, where the YAML gives one, the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = "feeds.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///db/monitor.sqlite3"
+ENV_PREFIX = "MONITOR_"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file, key path and problem."""
+
+
+# --- value types -----------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
+    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"2d"`` or a number of seconds -> seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be like '30s', '5m', '1h' or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        pos, seconds = 0, 0.0
+        for m in _DURATION_RE.finditer(text):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+            pos = m.end()
+        if not text or pos != len(text):
+            raise ValueError(f"{value!r} is not a duration like '30s', '5m', '1h' or '1h30m'")
+    else:
+        raise ValueError("a duration must be like '30s', '5m', '1h' or a number of seconds")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+DurationOrZero = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
+
+
+def check_http_url(value: str) -> str:
+    """An absolute http(s) URL with a host; anything else is a config error."""
+    if not isinstance(value, str):
+        raise ValueError("must be a URL string")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r} is not an http(s) URL (scheme {parts.scheme or 'missing'!r})")
+    if not parts.hostname:
+        raise ValueError(f"{value!r} has no host")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} has an invalid port") from exc
+    return value.strip()
+
+
+HttpUrl = Annotated[str, BeforeValidator(check_http_url)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+class FetchConfig(StrictModel):
+    concurrency: int = Field(32, ge=1, le=1000, description="feeds fetched at the same time")
+    per_host: int = Field(4, ge=1, le=100, description="requests at the same time to one host")
+    timeout: Duration = Field(20.0, description="total time for one request")
+    connect_timeout: Duration = Field(10.0, description="time to connect")
+    user_agent: str = Field(
+        "story-monitor/0.1 (+https://github.com/story-monitor/story-monitor)",
+        min_length=1,
+    )
+    contact_url: HttpUrl | None = Field(None, description="appended to the User-Agent")
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="response size cap (decoded)")
+    max_redirects: int = Field(5, ge=0, le=30)
+    allow_private_addresses: bool = Field(
+        False, description="let article links (full text) reach private/loopback addresses"
+    )
+    interval: Duration = Field(300.0, description="default poll interval of a feed")
+    jitter: DurationOrZero = Field(10.0, description="random delay added to each scheduled poll")
+    alert_after: Duration = Field(6 * 3600.0, description="raise 'source down' after failing this long")
+    max_backoff: Duration = Field(6 * 3600.0, description="longest wait between polls of a failing feed")
+
+
+class FeedConfig(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    url: HttpUrl
+    interval: Duration | None = None
+    fulltext: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_line(cls, v: str) -> str:
+        if v != v.strip() or "\n" in v:
+            raise ValueError("a feed name must be one line without surrounding spaces")
+        return v
+
+
+class BaselineConfig(StrictModel):
+    path: str | None = None
+    url: HttpUrl | None = None
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BaselineConfig:
+        given = [k for k in ("path", "url", "text") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("a baseline needs exactly one of 'path', 'url' or 'text'")
+        return self
+
+
+class StoryConfig(StrictModel):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    title: str = Field(min_length=1)
+    baseline: BaselineConfig | None = None
+    keywords: list[str] = Field(default_factory=list)
+    # The declarative rule set; validated by monitor.match (issue "German-aware matching").
+    rules: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _has_terms(self) -> StoryConfig:
+        if not self.keywords and not self.rules:
+            raise ValueError("a story needs 'keywords' or 'rules'")
+        return self
+
+
+class EmailConfig(StrictModel):
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username_env: str | None = None
+    password_env: str | None = None
+    sender: str = Field(alias="from", min_length=3)
+    to: list[str] = Field(min_length=1)
+    subject: str = "[{story}] {title}"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class WebhookConfig(StrictModel):
+    url: HttpUrl
+    name: str | None = None
+    secret_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    format: Literal["json", "slack", "teams"] = "json"
+
+
+class AlertsConfig(StrictModel):
+    email: EmailConfig | None = None
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+
+class Config(StrictModel):
+    database: str = DEFAULT_DATABASE_URL
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    stories: list[StoryConfig] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    # Not part of the file: where it was read from (relative paths resolve against its folder).
+    source: str = Field("<defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for i, feed in enumerate(self.feeds):
+            if feed.name in seen:
+                raise ValueError(f"feeds[{i}].name: duplicate feed name {feed.name!r}")
+            seen.add(feed.name)
+        ids: set[str] = set()
+        for i, story in enumerate(self.stories):
+            if story.id in ids:
+                raise ValueError(f"stories[{i}].id: duplicate story id {story.id!r}")
+            ids.add(story.id)
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).resolve().parent if self.source != "<defaults>" else Path.cwd()
+
+    def feed_interval(self, feed: FeedConfig) -> float:
+        return feed.interval if feed.interval is not None else self.fetch.interval
+
+    def feed(self, name: str) -> FeedConfig:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise KeyError(name)
+
+    def story(self, story_id: str) -> StoryConfig:
+        for story in self.stories:
+            if story.id == story_id:
+                return story
+        raise KeyError(story_id)
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def config_path_from(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
+    """``--config``, else ``$MONITOR_CONFIG``, else ``./feeds.yaml``."""
+    env = os.environ if env is None else env
+    return cli_value or env.get("MONITOR_CONFIG") or DEFAULT_CONFIG_PATH
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    path = Path(path)
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return parse_config(raw_text, source=str(path), env=env)
+
+
+def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (database, fetch, feeds, ...)")
+    data = apply_env_overrides(data, env, source)
+    data["source"] = source
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, node)) from None
+    return _resolve_database_url(config)
+
+
+def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str], source: str) -> dict[str, Any]:
+    """``MONITOR_DATABASE_URL`` sets ``database``; ``MONITOR_<SECTION>__<KEY>`` sets a nested scalar,
+    e.g. ``MONITOR_FETCH__CONCURRENCY=8``. Values are read as YAML scalars."""
+    data = dict(data)
+    if env.get("MONITOR_DATABASE_URL"):
+        data["database"] = env["MONITOR_DATABASE_URL"]
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
+        if len(path) < 2 or not all(path):
+            continue
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        target = data
+        for part in path[:-1]:
+            existing = target.get(part)
+            if existing is None:
+                existing = {}
+            if not isinstance(existing, dict):
+                raise ConfigError(f"{source}: environment {key}: '{part}' is not a section")
+            existing = dict(existing)
+            target[part] = existing
+            target = existing
+        target[path[-1]] = parsed
+    return data
+
+
+def _resolve_database_url(config: Config) -> Config:
+    """A relative SQLite path is relative to the config file's folder."""
+    url = config.database
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rel = url[len(prefix) :]
+        if rel and rel != ":memory:" and not rel.startswith("file:"):
+            resolved = (config.base_dir / rel).resolve()
+            return config.model_copy(update={"database": f"sqlite:///{resolved}"})
+    if not re.match(r"^[a-z][a-z0-9+]*://", url):
+        raise ConfigError(f"{config.source}: database: {url!r} is not an SQLAlchemy URL")
+    return config
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Walk the composed YAML tree along a key path to find the line a value stands on."""
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def format_validation_error(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
+    lines = []
+    for err in exc.errors():
+        # Drop pydantic's internal union/function tags from the path; keep only keys and indexes.
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-"))
+        loc = tuple(p for p in loc if p not in ("str", "float", "int", "BaselineConfig"))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        # A model-level validator may put the path into its own message ("feeds[2].name: ...").
+        m = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$", msg)
+        if m and not loc:
+            path = m.group(1)
+            msg = m.group(2)
+            loc = tuple(int(x) if x.isdigit() else x for x in re.findall(r"[a-z_]+|\d+", path))
+        line = _line_of(node, loc)
+        where = f" (line {line})" if line else ""
+        lines.append(f"{source}: {format_loc(loc)}{where}: {msg}")
+    return "\n".join(lines)

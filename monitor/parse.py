@@ -1,0 +1,242 @@
+"""Parse stage: feed bytes -> normalised ``Entry`` objects. Pure: no network, no database.
+
+feedparser is the parser (robust against the malformed feeds real outlets serve). It is only ever
+given bytes: it must never fetch URLs itself, so the fetch stage's limits and address checks hold.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import feedparser
+
+# Tracking parameters that make one article look like many.
+_TRACKING_PARAMS = re.compile(
+    r"^(utm_[a-z_]+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|yclid|igshid|wt_mc|wt\.mc_id|"
+    r"ref_src|at_medium|at_campaign|at_custom\d*|at_platform|at_bbc_team|icid|ito|cmpid|ns_mchannel|"
+    r"ns_source|ns_campaign|ns_linkname|ns_fee|xtor|_ga|ocid|ftag)$",
+    re.IGNORECASE,
+)
+# An entry dated more than this far after the fetch is treated as undated (clock or feed error).
+FUTURE_TOLERANCE = timedelta(days=1)
+
+_TAG_RE = re.compile(r"<[^>]*>", re.S)
+_BLOCK_TAG_RE = re.compile(r"<\s*(br|/p|/div|/h[1-6]|/li|/tr|/blockquote|p|div|h[1-6]|li)\b[^>]*>", re.I)
+_DROP_RE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>", re.I | re.S)
+_WS_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
+_NL_RE = re.compile(r"\s*\n\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One feed entry, normalised. ``entry_id`` is stable across polls of the same feed."""
+
+    entry_id: str
+    url: str | None
+    title: str
+    summary: str  # plain text (teaser)
+    content: str  # plain text (full content when the feed carries it, else "")
+    published: datetime  # UTC
+    published_from_feed: bool  # False when the feed gave no usable date and fetch time was used
+    content_hash: str
+
+    @property
+    def text(self) -> str:
+        """The longest text the feed gave: full content, else the teaser."""
+        return self.content if len(self.content) > len(self.summary) else self.summary
+
+
+@dataclass(slots=True)
+class ParsedFeed:
+    entries: list[Entry]
+    title: str = ""
+    version: str = ""
+    ttl_seconds: float | None = None  # RSS <ttl>, a lower bound on the poll interval
+    problems: list[str] = field(default_factory=list)  # recovered errors (bozo, duplicates, dates)
+    is_feed: bool = True  # False when the bytes are not a feed at all (e.g. an HTML page)
+    alternate_links: list[str] = field(default_factory=list)  # feed autodiscovery from HTML
+
+
+def html_to_text(value: str | None) -> str:
+    """Plain text from an HTML fragment: tags removed, entities decoded, whitespace tidied."""
+    if not value:
+        return ""
+    if "<" in value:
+        value = _DROP_RE.sub(" ", value)
+        value = _BLOCK_TAG_RE.sub("\n", value)
+        value = _TAG_RE.sub("", value)
+    value = html.unescape(value)
+    value = value.replace("\u00ad", "")  # soft hyphen
+    value = _WS_RE.sub(" ", value)
+    value = _NL_RE.sub("\n", value)
+    return value.strip()
+
+
+def canonical_url(url: str | None, base: str | None = None) -> str | None:
+    """Absolute URL without tracking parameters and fragment; scheme and host lower-cased."""
+    if not url:
+        return None
+    url = url.strip()
+    if base:
+        url = urljoin(base, url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING_PARAMS.match(k)
+    ]
+    netloc = parts.netloc.lower()
+    if netloc.endswith(":80") and parts.scheme.lower() == "http":
+        netloc = netloc[:-3]
+    elif netloc.endswith(":443") and parts.scheme.lower() == "https":
+        netloc = netloc[:-4]
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(query), ""))
+
+
+def _struct_to_datetime(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, TypeError, OSError):
+        return None
+
+
+def content_hash(*parts: str | None) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update((part or "").encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def _entry_content(raw: Any) -> str:
+    contents = raw.get("content") or []
+    best = ""
+    for c in contents:
+        text = html_to_text(c.get("value"))
+        if len(text) > len(best):
+            best = text
+    return best
+
+
+_ALT_LINK_RE = re.compile(r"<link\b[^>]*>", re.I)
+_ATTR_RE = re.compile(r"""([a-zA-Z-]+)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""")
+
+
+def discover_feed_links(body: bytes, base_url: str) -> list[str]:
+    """Feed URLs announced by an HTML page (``<link rel="alternate" type="application/rss+xml">``)."""
+    text = body[: 512 * 1024].decode("utf-8", "replace")
+    found: list[str] = []
+    for tag in _ALT_LINK_RE.findall(text):
+        attrs = {k.lower(): v.strip("\"'") for k, v in _ATTR_RE.findall(tag)}
+        rel = attrs.get("rel", "").lower().split()
+        kind = attrs.get("type", "").lower()
+        if (
+            "alternate" in rel
+            and ("rss" in kind or "atom" in kind or kind.endswith("+xml"))
+            and attrs.get("href")
+        ):
+            url = urljoin(base_url, html.unescape(attrs["href"]))
+            if url not in found:
+                found.append(url)
+    return found
+
+
+def parse_feed(
+    body: bytes,
+    *,
+    url: str,
+    fetched_at: datetime,
+    content_type: str | None = None,
+) -> ParsedFeed:
+    """Parse feed bytes. Never raises on bad input: problems are reported in ``ParsedFeed``."""
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    # sanitize_html and resolve_relative_uris are off: we reduce everything to plain text anyway and
+    # escape wherever text is rendered, and the two passes cost a large share of feedparser's time.
+    raw = feedparser.parse(
+        body,
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+    problems: list[str] = []
+    feed_meta = raw.get("feed", {})
+    if raw.get("bozo"):
+        exc = raw.get("bozo_exception")
+        problems.append(f"malformed feed ({type(exc).__name__}: {exc})"[:500])
+    version = raw.get("version") or ""
+    if not version and not raw.entries:
+        head = body[:2048].lstrip().lower()
+        is_html = head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
+        return ParsedFeed(
+            entries=[],
+            problems=[*problems, "not a feed" + (" (an HTML page)" if is_html else "")],
+            is_feed=False,
+            alternate_links=discover_feed_links(body, url) if is_html else [],
+        )
+    ttl: float | None = None
+    try:
+        if feed_meta.get("ttl"):
+            ttl = float(feed_meta["ttl"]) * 60.0
+    except (TypeError, ValueError):
+        problems.append(f"ignored invalid <ttl> {feed_meta.get('ttl')!r}")
+
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    base = feed_meta.get("link") or url
+    for raw_entry in raw.entries:
+        title = html_to_text(raw_entry.get("title"))
+        summary = html_to_text(raw_entry.get("summary"))
+        content = _entry_content(raw_entry)
+        if content == summary:
+            content = ""
+        link = canonical_url(raw_entry.get("link"), base)
+        guid = (raw_entry.get("id") or "").strip()
+        entry_id = guid or link or "hash:" + content_hash(title, summary, content)
+        if entry_id in seen:
+            problems.append(f"duplicate entry id {entry_id[:200]!r} (kept the first)")
+            continue
+        seen.add(entry_id)
+        published = _struct_to_datetime(raw_entry.get("published_parsed")) or _struct_to_datetime(
+            raw_entry.get("updated_parsed")
+        )
+        from_feed = published is not None
+        if published is not None and published > fetched_at + FUTURE_TOLERANCE:
+            problems.append(
+                f"entry {entry_id[:200]!r} is dated in the future ({published.isoformat()}); used fetch time"
+            )
+            published, from_feed = None, False
+        if published is None:
+            published = fetched_at
+        entries.append(
+            Entry(
+                entry_id=entry_id[:1000],
+                url=link,
+                title=title,
+                summary=summary,
+                content=content,
+                published=published,
+                published_from_feed=from_feed,
+                content_hash=content_hash(title, summary, content, link),
+            )
+        )
+    return ParsedFeed(
+        entries=entries,
+        title=html_to_text(feed_meta.get("title")),
+        version=version,
+        ttl_seconds=ttl,
+        problems=problems,
+    )

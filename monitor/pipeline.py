@@ -1,0 +1,332 @@
+"""The pipeline and the one core object: ``Monitor``.
+
+``Monitor.poll_feed(name)`` runs fetch -> parse -> match -> diff -> store (-> outbox) for one feed;
+``monitor poll`` and the scheduler both call it. The CLI and the web app are thin shells over this
+object and the store's queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from anyio import CapacityLimiter
+
+from monitor import diff
+from monitor.baseline import load_baseline_text
+from monitor.config import Config
+from monitor.fetch import Fetcher, FetchResult
+from monitor.match import MatchResult, StoryMatcher, compile_story
+from monitor.parse import ParsedFeed, parse_feed
+from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, is_sqlite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FeedPollReport:
+    """What one poll of one feed did."""
+
+    feed: str
+    status: str  # ok | not_modified | unchanged | error | disabled | skipped
+    http_status: int | None = None
+    new: int = 0
+    updated: int = 0
+    matched: int = 0
+    developments: int = 0
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+@dataclass(slots=True)
+class PollSummary:
+    reports: list[FeedPollReport]
+    elapsed: float
+
+    @property
+    def failed(self) -> list[FeedPollReport]:
+        return [r for r in self.reports if r.status == "error"]
+
+    def count(self, attr: str) -> int:
+        return sum(getattr(r, attr) for r in self.reports)
+
+
+def _ema(previous: float | None, value: float, weight: float = 0.2) -> float:
+    return value if previous is None else previous * (1 - weight) + value * weight
+
+
+class Monitor:
+    """The monitor's API. ``async with Monitor(config) as m: await m.poll()``."""
+
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or Store(config.database)
+        self.fetcher: Fetcher | None = None
+        self.matchers: dict[str, StoryMatcher] = {}
+        self.baselines: dict[str, diff.BaselineModel] = {}
+        # SQLite has one writer: funnel writes through one thread instead of fighting for the lock.
+        self._db_limiter = CapacityLimiter(1 if is_sqlite(config.database) else 8)
+        self._in_flight: set[str] = set()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Monitor:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        await anyio.to_thread.run_sync(self.store.create_schema)
+        await anyio.to_thread.run_sync(self.store.sync_feeds, [(f.name, f.url) for f in self.config.feeds])
+        self.fetcher = Fetcher(self.config.fetch)
+        await self.fetcher.__aenter__()
+        for story in self.config.stories:
+            text = load_baseline_text(self.config, story)
+            self.matchers[story.id] = compile_story(story, text)
+            self.baselines[story.id] = diff.build_baseline(story.id, text)
+
+    async def close(self) -> None:
+        if self.fetcher is not None:
+            await self.fetcher.__aexit__(None, None, None)
+            self.fetcher = None
+        self.store.close()
+
+    @property
+    def alert_channels(self) -> list[str]:
+        """Names of the configured alert channels (one outbox row per channel per development)."""
+        channels: list[str] = []
+        if self.config.alerts.email is not None:
+            channels.append("email")
+        for i, hook in enumerate(self.config.alerts.webhooks):
+            channels.append(f"webhook:{hook.name or i}")
+        return channels
+
+    # -- polling ------------------------------------------------------------------------------
+
+    async def poll(
+        self,
+        names: Sequence[str] | None = None,
+        progress: Callable[[FeedPollReport], None] | None = None,
+    ) -> PollSummary:
+        """One pass over the given feeds (default: all), concurrently within the fetch limits."""
+        started = time.perf_counter()
+        names = list(names) if names is not None else [f.name for f in self.config.feeds]
+        reports: list[FeedPollReport] = []
+
+        async def one(name: str) -> None:
+            report = await self.poll_feed(name)
+            reports.append(report)
+            if progress is not None:
+                progress(report)
+
+        async with anyio.create_task_group() as tg:
+            for name in names:
+                tg.start_soon(one, name)
+        order = {n: i for i, n in enumerate(names)}
+        reports.sort(key=lambda r: order.get(r.feed, 0))
+        return PollSummary(reports, time.perf_counter() - started)
+
+    async def poll_feed(self, name: str, *, scheduled: bool = False) -> FeedPollReport:
+        """Poll one feed. Never raises for what a server sends; database errors do raise.
+
+        ``scheduled`` polls respect the feed's back-off and cache lower bounds; a manual poll
+        (``monitor poll``) asks now.
+        """
+        if name in self._in_flight:
+            return FeedPollReport(name, "skipped", error="a poll of this feed is already running")
+        self._in_flight.add(name)
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        started = time.perf_counter()
+        try:
+            report = await self._poll_feed(name, scheduled)
+        finally:
+            self._in_flight.discard(name)
+            if not self._in_flight:
+                self._idle.set()
+        report.elapsed = time.perf_counter() - started
+        return report
+
+    async def _poll_feed(self, name: str, scheduled: bool) -> FeedPollReport:
+        assert self.fetcher is not None, "Monitor is not open"
+        state = await anyio.to_thread.run_sync(self.store.feed_state, name)
+        if state is None:
+            return FeedPollReport(name, "error", error="feed is not configured")
+        if state.disabled:
+            return FeedPollReport(name, "disabled", error=state.disabled_reason)
+        now = datetime.now(UTC)
+        if scheduled and state.next_poll_after and state.next_poll_after > now:
+            return FeedPollReport(
+                name, "skipped", error=f"not due before {state.next_poll_after.isoformat()}"
+            )
+
+        result = await self.fetcher.fetch_feed(state.current_url, state.etag, state.last_modified)
+        parsed: ParsedFeed | None = None
+        body_hash: str | None = None
+        if result.ok and result.body is not None:
+            body_hash = hashlib.blake2b(result.body, digest_size=16).hexdigest()
+            if body_hash != state.body_hash:
+                parsed = await anyio.to_thread.run_sync(self._parse, result)
+        return await anyio.to_thread.run_sync(
+            self._write_poll, name, result, parsed, body_hash, limiter=self._db_limiter
+        )
+
+    def _parse(self, result: FetchResult) -> ParsedFeed:
+        return parse_feed(
+            result.body or b"",
+            url=result.final_url,
+            fetched_at=datetime.now(UTC),
+            content_type=result.content_type,
+        )
+
+    def _write_poll(
+        self, name: str, result: FetchResult, parsed: ParsedFeed | None, body_hash: str | None
+    ) -> FeedPollReport:
+        with self.store.poll_transaction(name) as tx:
+            report = FeedPollReport(name, "ok", http_status=result.status)
+            self._update_health(tx, result, parsed, body_hash, report)
+            if parsed is not None and parsed.is_feed:
+                changed = tx.upsert_entries(parsed.entries)
+                report.new = sum(1 for c in changed if c.kind == "new")
+                report.updated = len(changed) - report.new
+                self._match_and_diff(tx, changed, report)
+            return report
+
+    def _update_health(
+        self,
+        tx: PollTransaction,
+        result: FetchResult,
+        parsed: ParsedFeed | None,
+        body_hash: str | None,
+        report: FeedPollReport,
+    ) -> None:
+        state = tx.state
+        now = datetime.now(UTC)
+        state.last_polled_at = now
+        state.polls_total = (state.polls_total or 0) + 1
+        state.last_status = result.status
+        state.latency_avg = _ema(state.latency_avg, result.elapsed)
+        error_kind, error = result.error_kind, result.error
+        if parsed is not None and not parsed.is_feed:
+            error_kind = "not_a_feed"
+            error = "the response is not a feed" + (
+                f"; the page announces: {', '.join(parsed.alternate_links[:5])}"
+                if parsed.alternate_links
+                else ""
+            )
+        if error_kind is None:
+            if result.not_modified:
+                state.polls_not_modified = (state.polls_not_modified or 0) + 1
+                report.status = "not_modified"
+            elif parsed is None:
+                report.status = "unchanged"  # same bytes as last time: the server ignored our validators
+            state.etag = result.etag or (state.etag if result.not_modified else None)
+            state.last_modified = result.last_modified or (
+                state.last_modified if result.not_modified else None
+            )
+            if body_hash:
+                state.body_hash = body_hash
+            state.last_success_at = now
+            state.error_streak = 0
+            state.failing_since = None
+            state.last_error_kind = state.last_error = None
+            bounds = [b for b in (result.max_age, parsed.ttl_seconds if parsed else None) if b]
+            state.next_poll_after = now + timedelta(seconds=max(bounds)) if bounds else None
+            if result.permanent_redirect and result.permanent_redirect != state.current_url:
+                log.warning(
+                    "feed moved permanently; following the new URL",
+                    extra={
+                        "feed": state.name,
+                        "old_url": state.current_url,
+                        "new_url": result.permanent_redirect,
+                    },
+                )
+                state.current_url = result.permanent_redirect
+            state.problems = list(parsed.problems[:20]) if parsed else []
+            report.problems = state.problems
+            return
+        report.status = "error"
+        report.error = f"{error_kind}: {error}"
+        state.error_streak = (state.error_streak or 0) + 1
+        state.failing_since = state.failing_since or now
+        state.last_error_kind = error_kind
+        state.last_error = (error or "")[:2000]
+        if result.status == 410:
+            state.disabled = True
+            state.disabled_reason = "the server answered 410 Gone: the feed was removed"
+            log.error("feed disabled: 410 Gone", extra={"feed": state.name, "url": state.current_url})
+        backoff = min(self.config.fetch.max_backoff, 60.0 * 2 ** min(state.error_streak - 1, 20))
+        if result.retry_after:
+            backoff = max(backoff, min(result.retry_after, self.config.fetch.max_backoff))
+        state.next_poll_after = now + timedelta(seconds=backoff)
+        if parsed is not None:
+            state.problems = list(parsed.problems[:20])
+        report.problems = list(state.problems or [])
+
+    def _match_and_diff(
+        self, tx: PollTransaction, changed: Sequence[ChangedItem], report: FeedPollReport
+    ) -> None:
+        if not changed or not self.matchers:
+            return
+        matched_ids: set[int] = set()
+        for story_id, matcher in self.matchers.items():
+            records: list[MatchRecord] = []
+            story_items: list[diff.StoryItem] = []
+            unmatched_updates: list[int] = []
+            for item in changed:
+                entry = item.entry
+                result: MatchResult = matcher.match(entry.title, entry.text, entry.published)
+                if not result.matched:
+                    if item.kind == "updated":
+                        unmatched_updates.append(item.item_id)
+                    continue
+                matched_ids.add(item.item_id)
+                records.append(
+                    MatchRecord(story_id, item.item_id, result.score, result.terms, result.evidence)
+                )
+                story_items.append(
+                    diff.StoryItem(
+                        item_id=item.item_id,
+                        feed=item.feed_name,
+                        url=entry.url,
+                        title=entry.title,
+                        text=entry.text,
+                        published=entry.published,
+                        kind=item.kind,
+                        previous_title=item.previous_title,
+                        previous_text=item.previous_text,
+                    )
+                )
+            tx.add_matches(records)
+            tx.remove_matches(unmatched_updates, story_id)
+            if story_items:
+                known = tx.known_developments(story_id)
+                for record in diff.find_developments(self.baselines[story_id], known, story_items):
+                    _, created = tx.add_development(record, self.alert_channels)
+                    report.developments += int(created)
+        report.matched = len(matched_ids)
+
+    async def wait_idle(self) -> None:
+        """Return once no poll is running (used for a clean shutdown)."""
+        while self._in_flight:
+            await self._idle.wait()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def items(self, story_id: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        return self.store.matched_items(story_id, since)
+
+    def developments(self, story_id: str | None = None) -> list[dict[str, Any]]:
+        return self.store.developments(story_id)

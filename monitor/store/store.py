@@ -1,0 +1,466 @@
+"""The storage layer: the only place with SQL. Everything else gets plain data back.
+
+A poll of one feed is one transaction (``Store.poll_transaction``): its entries, matches,
+developments and outbox deliveries commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, SQLModel
+
+from monitor.parse import Entry
+from monitor.store.database import make_engine
+from monitor.store.models import (
+    Delivery,
+    Development,
+    DevelopmentSource,
+    FeedState,
+    Item,
+    StoryMatch,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The database could not be used (unreachable, locked, full disk, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedItem:
+    """An entry that is new in this poll, or whose content changed since the last one."""
+
+    item_id: int
+    feed_name: str
+    entry: Entry
+    kind: str  # "new" | "updated"
+    previous_title: str | None = None
+    previous_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRecord:
+    story_id: str
+    item_id: int
+    score: float
+    terms: Sequence[str]
+    evidence: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    item_id: int
+    sentences: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DevelopmentRecord:
+    """A development to store (new) or to extend with sources (when ``key`` already exists)."""
+
+    story_id: str
+    key: str
+    title: str
+    score: float
+    novel: Sequence[str]
+    terms: Sequence[str]
+    sources: Sequence[SourceRecord]
+    first_seen: datetime
+    update_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownDevelopment:
+    id: int
+    story_id: str
+    key: str
+    title: str
+    novel: list[str]
+    terms: list[str]
+    first_seen: datetime
+
+
+def _insert_for(engine: Engine, table: Any) -> Any:
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"unsupported database dialect {dialect!r}")
+
+
+class PollTransaction:
+    """The writes of one feed poll. Obtained from ``Store.poll_transaction``; commits on exit."""
+
+    def __init__(self, store: Store, session: Session, state: FeedState) -> None:
+        self._store = store
+        self.session = session
+        self.state = state
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def upsert_entries(self, entries: Sequence[Entry]) -> list[ChangedItem]:
+        """Insert new entries, update changed ones (keeping the previous text); unchanged ones are
+        left alone. Returns only the new and changed entries."""
+        if not entries:
+            return []
+        session, feed_id = self.session, self.state.id
+        assert feed_id is not None
+        by_id = {e.entry_id: e for e in entries}
+        existing: dict[str, tuple[int, str, str, str, str]] = {}
+        ids = list(by_id)
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            rows = session.execute(
+                select(
+                    Item.id, Item.entry_id, Item.content_hash, Item.title, Item.summary, Item.content
+                ).where(Item.feed_id == feed_id, Item.entry_id.in_(chunk))
+            )
+            for row in rows:
+                existing[row.entry_id] = (row.id, row.content_hash, row.title, row.summary, row.content)
+        now = utcnow()
+        new_rows: list[dict[str, Any]] = []
+        changed: list[ChangedItem] = []
+        for entry in entries:
+            known = existing.get(entry.entry_id)
+            if known is None:
+                new_rows.append(
+                    {
+                        "feed_id": feed_id,
+                        "entry_id": entry.entry_id,
+                        "url": entry.url,
+                        "title": entry.title,
+                        "summary": entry.summary,
+                        "content": entry.content,
+                        "published": entry.published,
+                        "published_from_feed": entry.published_from_feed,
+                        "content_hash": entry.content_hash,
+                        "first_seen": now,
+                        "updated_at": now,
+                        "revision": 1,
+                    }
+                )
+            elif known[1] != entry.content_hash:
+                item_id, _, old_title, old_summary, old_content = known
+                old_text = old_content if len(old_content) > len(old_summary) else old_summary
+                values: dict[str, Any] = {
+                    "url": entry.url,
+                    "title": entry.title,
+                    "summary": entry.summary,
+                    "content": entry.content,
+                    "content_hash": entry.content_hash,
+                    "updated_at": now,
+                    "revision": Item.revision + 1,
+                    "previous_title": old_title,
+                    "previous_text": old_text,
+                }
+                if entry.published_from_feed:
+                    values["published"] = entry.published
+                session.execute(update(Item).where(Item.id == item_id).values(**values))
+                changed.append(ChangedItem(item_id, self.state.name, entry, "updated", old_title, old_text))
+        if new_rows:
+            stmt = _insert_for(self._store.engine, Item).on_conflict_do_nothing(
+                index_elements=["feed_id", "entry_id"]
+            )
+            result = session.execute(stmt.returning(Item.id, Item.entry_id), new_rows)
+            for row in result:
+                changed.append(ChangedItem(row.id, self.state.name, by_id[row.entry_id], "new"))
+            self.state.items_total = (self.state.items_total or 0) + len(new_rows)
+        return changed
+
+    def set_fulltext(self, item_id: int, text: str | None, status: str) -> None:
+        self.session.execute(
+            update(Item).where(Item.id == item_id).values(fulltext=text, fulltext_status=status)
+        )
+
+    # -- matches --------------------------------------------------------------------------------
+
+    def add_matches(self, matches: Iterable[MatchRecord]) -> None:
+        rows = [
+            {
+                "story_id": m.story_id,
+                "item_id": m.item_id,
+                "score": m.score,
+                "terms": list(m.terms),
+                "evidence": list(m.evidence),
+                "matched_at": utcnow(),
+            }
+            for m in matches
+        ]
+        if not rows:
+            return
+        stmt = _insert_for(self._store.engine, StoryMatch)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["story_id", "item_id"],
+            set_={
+                "score": stmt.excluded.score,
+                "terms": stmt.excluded.terms,
+                "evidence": stmt.excluded.evidence,
+            },
+        )
+        self.session.execute(stmt, rows)
+
+    def remove_matches(self, item_ids: Iterable[int], story_id: str) -> None:
+        """An updated item that no longer matches leaves the story."""
+        ids = list(item_ids)
+        if ids:
+            self.session.execute(
+                delete(StoryMatch).where(StoryMatch.story_id == story_id, StoryMatch.item_id.in_(ids))
+            )
+
+    # -- developments and the outbox -----------------------------------------------------------
+
+    def known_developments(self, story_id: str) -> list[KnownDevelopment]:
+        return self._store._known_developments(self.session, story_id)
+
+    def add_development(self, record: DevelopmentRecord, channels: Sequence[str]) -> tuple[int, bool]:
+        """Store a development (or add sources to the existing one with the same key) and, for a
+        new development, one outbox delivery per channel, in this transaction.
+        Returns (development id, created)."""
+        session = self.session
+        dev_stmt = _insert_for(self._store.engine, Development).on_conflict_do_nothing(
+            index_elements=["story_id", "key"]
+        )
+        now = utcnow()
+        created_id = session.execute(
+            dev_stmt.returning(Development.id),
+            [
+                {
+                    "story_id": record.story_id,
+                    "key": record.key,
+                    "title": record.title,
+                    "first_seen": record.first_seen,
+                    "updated_at": now,
+                    "score": record.score,
+                    "novel": list(record.novel),
+                    "terms": list(record.terms),
+                    "update_of": record.update_of,
+                }
+            ],
+        ).scalar()
+        created = created_id is not None
+        if created:
+            dev_id = int(created_id)
+        else:
+            dev_id = session.execute(
+                select(Development.id).where(
+                    Development.story_id == record.story_id, Development.key == record.key
+                )
+            ).scalar_one()
+            session.execute(update(Development).where(Development.id == dev_id).values(updated_at=now))
+        if record.sources:
+            src_stmt = _insert_for(self._store.engine, DevelopmentSource).on_conflict_do_nothing(
+                index_elements=["development_id", "item_id"]
+            )
+            session.execute(
+                src_stmt,
+                [
+                    {
+                        "development_id": dev_id,
+                        "item_id": s.item_id,
+                        "sentences": list(s.sentences),
+                        "added_at": now,
+                    }
+                    for s in record.sources
+                ],
+            )
+        if created and channels:
+            self.enqueue(
+                [
+                    {
+                        "idempotency_key": f"dev-{record.story_id}-{record.key}-{channel}",
+                        "channel": channel,
+                        "kind": "development",
+                        "development_id": dev_id,
+                        "payload": {},
+                    }
+                    for channel in channels
+                ]
+            )
+        return dev_id, created
+
+    def enqueue(self, deliveries: Sequence[dict[str, Any]]) -> None:
+        """Outbox rows; the idempotency key makes a re-run of the same poll enqueue nothing twice."""
+        if not deliveries:
+            return
+        now = utcnow()
+        rows = [
+            {"status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now, **d}
+            for d in deliveries
+        ]
+        stmt = _insert_for(self._store.engine, Delivery).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]
+        )
+        self.session.execute(stmt, rows)
+
+
+class Store:
+    """Database access for the monitor. Thread-safe: each call uses its own session."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+
+    def create_schema(self) -> None:
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot create the database schema: {exc.orig}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    # -- feeds --------------------------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
+        """Make sure every configured (name, url) has a FeedState; a changed configured URL resets
+        the feed's redirect target and validators."""
+        with self.session() as session:
+            states = {s.name: s for s in session.scalars(select(FeedState))}
+            for name, url in feeds:
+                state = states.get(name)
+                if state is None:
+                    session.add(FeedState(name=name, url=url, current_url=url, problems=[]))
+                elif state.url != url:
+                    state.url = url
+                    state.current_url = url
+                    state.etag = state.last_modified = state.body_hash = None
+                    state.disabled = False
+                    state.disabled_reason = None
+                    state.next_poll_after = None
+            session.commit()
+
+    def feed_state(self, name: str) -> FeedState | None:
+        with self.session() as session:
+            return session.scalars(select(FeedState).where(FeedState.name == name)).first()
+
+    def feed_states(self) -> list[FeedState]:
+        with self.session() as session:
+            return list(session.scalars(select(FeedState).order_by(FeedState.name)))
+
+    @contextmanager
+    def poll_transaction(self, feed_name: str) -> Iterator[PollTransaction]:
+        """One transaction for one poll of one feed; rolled back on any exception."""
+        with self.session() as session:
+            stmt = select(FeedState).where(FeedState.name == feed_name)
+            if self.engine.dialect.name == "postgresql":
+                stmt = stmt.with_for_update()  # serialise re-runs of the same feed across nodes
+            state = session.scalars(stmt).first()
+            if state is None:
+                raise StoreError(f"feed {feed_name!r} is not in the database (not configured?)")
+            tx = PollTransaction(self, session, state)
+            try:
+                yield tx
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _known_developments(self, session: Session, story_id: str) -> list[KnownDevelopment]:
+        rows = session.scalars(
+            select(Development)
+            .where(Development.story_id == story_id)
+            .order_by(Development.first_seen, Development.id)
+        )
+        return [
+            KnownDevelopment(
+                d.id or 0, d.story_id, d.key, d.title, list(d.novel), list(d.terms), d.first_seen
+            )
+            for d in rows
+        ]
+
+    def matched_items(
+        self, story_id: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        with self.session() as session:
+            stmt = (
+                select(StoryMatch, Item, FeedState.name)
+                .join(Item, Item.id == StoryMatch.item_id)
+                .join(FeedState, FeedState.id == Item.feed_id)
+                .order_by(Item.published.desc(), Item.id.desc())
+            )
+            if story_id:
+                stmt = stmt.where(StoryMatch.story_id == story_id)
+            if since:
+                stmt = stmt.where(Item.published >= since)
+            if limit:
+                stmt = stmt.limit(limit)
+            out = []
+            for match, item, feed_name in session.execute(stmt):
+                out.append(
+                    {
+                        "story": match.story_id,
+                        "item_id": item.id,
+                        "url": item.url,
+                        "title": item.title,
+                        "feed": feed_name,
+                        "published": item.published,
+                        "first_seen": item.first_seen,
+                        "matched": list(match.terms),
+                        "score": match.score,
+                        "evidence": list(match.evidence),
+                    }
+                )
+            return out
+
+    def developments(self, story_id: str | None = None) -> list[dict[str, Any]]:
+        with self.session() as session:
+            stmt = select(Development).order_by(Development.first_seen, Development.id)
+            if story_id:
+                stmt = stmt.where(Development.story_id == story_id)
+            devs = list(session.scalars(stmt))
+            sources: dict[int, list[dict[str, Any]]] = {d.id or 0: [] for d in devs}
+            if devs:
+                rows = session.execute(
+                    select(DevelopmentSource, Item, FeedState.name)
+                    .join(Item, Item.id == DevelopmentSource.item_id)
+                    .join(FeedState, FeedState.id == Item.feed_id)
+                    .where(DevelopmentSource.development_id.in_(list(sources)))
+                    .order_by(Item.published, Item.id)
+                )
+                for src, item, feed_name in rows:
+                    sources[src.development_id].append(
+                        {
+                            "url": item.url,
+                            "feed": feed_name,
+                            "title": item.title,
+                            "published": item.published,
+                            "sentences": list(src.sentences),
+                        }
+                    )
+            return [
+                {
+                    "id": d.id,
+                    "story": d.story_id,
+                    "title": d.title,
+                    "first_seen": d.first_seen,
+                    "updated_at": d.updated_at,
+                    "score": d.score,
+                    "novel": list(d.novel),
+                    "terms": list(d.terms),
+                    "update_of": d.update_of,
+                    "sources": sources.get(d.id or 0, []),
+                }
+                for d in devs
+            ]
+
+    def item_counts(self) -> dict[int, int]:
+        with self.session() as session:
+            return dict(session.execute(select(Item.feed_id, func.count()).group_by(Item.feed_id)).all())
