@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import logging
 import time
 from collections import defaultdict
@@ -103,6 +104,30 @@ class BodyTooLarge(Exception):
     pass
 
 
+class AddressNotAllowed(Exception):
+    """A URL from feed content points at a private, loopback or link-local address."""
+
+
+async def check_public_url(url: str) -> None:
+    """Raise ``AddressNotAllowed`` unless ``url`` is http(s) and every address its host resolves to
+    is public. Checked after DNS resolution, so a public name pointing at 10.x is refused too."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise AddressNotAllowed(f"only http(s) URLs are fetched, not {url!r}")
+    host = parts.hostname
+    try:
+        infos = await anyio.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except OSError as exc:
+        raise AddressNotAllowed(f"cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            raise AddressNotAllowed(
+                f"{url!r} resolves to the non-public address {address} "
+                "(set fetch.allow_private_addresses: true to allow it)"
+            )
+
+
 class Fetcher:
     """Owns the HTTP client. Use as ``async with Fetcher(config) as fetcher``."""
 
@@ -148,7 +173,14 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         return await self.get(url, headers)
 
-    async def get(self, url: str, headers: dict[str, str] | None = None) -> FetchResult:
+    async def fetch_article(self, url: str) -> FetchResult:
+        """GET an article page linked from a feed (untrusted URL): only http(s), and no private,
+        loopback or link-local address (on every redirect hop) unless allowed in the config."""
+        return await self.get(url, {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"}, untrusted=True)
+
+    async def get(
+        self, url: str, headers: dict[str, str] | None = None, *, untrusted: bool = False
+    ) -> FetchResult:
         """GET ``url`` following redirects by hand, within the configured limits."""
         assert self._client is not None, "use 'async with Fetcher(...)'"
         host = urlsplit(url).hostname or ""
@@ -157,7 +189,7 @@ class Fetcher:
         async with self._global, self._per_host[host]:
             try:
                 with anyio.fail_after(self.config.timeout):
-                    await self._get_following(url, headers or {}, result)
+                    await self._get_following(url, headers or {}, result, untrusted)
             except TimeoutError:
                 result.error_kind, result.error = (
                     "timeout",
@@ -167,6 +199,8 @@ class Fetcher:
                 result.error_kind, result.error = "timeout", f"{type(exc).__name__}: {exc}"
             except BodyTooLarge as exc:
                 result.error_kind, result.error = "too_large", str(exc)
+            except AddressNotAllowed as exc:
+                result.error_kind, result.error = "forbidden_address", str(exc)
             except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError, OSError) as exc:
                 result.error_kind, result.error = "connect", f"{type(exc).__name__}: {exc}"
             except httpx.HTTPError as exc:
@@ -174,11 +208,15 @@ class Fetcher:
         result.elapsed = time.perf_counter() - started
         return result
 
-    async def _get_following(self, url: str, headers: dict[str, str], result: FetchResult) -> None:
+    async def _get_following(
+        self, url: str, headers: dict[str, str], result: FetchResult, untrusted: bool
+    ) -> None:
         assert self._client is not None
         all_permanent = True
         current = url
         for _hop in range(self.config.max_redirects + 1):
+            if untrusted and not self.config.allow_private_addresses:
+                await check_public_url(current)
             async with self._client.stream("GET", current, headers=headers) as response:
                 if response.status_code in REDIRECTS and "location" in response.headers:
                     target = urljoin(current, response.headers["location"])

@@ -66,6 +66,14 @@ def words(text: str) -> list[str]:
     return _WORD_RE.findall(fold(text))
 
 
+@lru_cache(maxsize=200_000)
+def lemma(word: str) -> str:
+    """German lemma of one word (simplemma), folded: 'Gipfels' -> 'gipfel', 'Treffens' -> 'treffen'."""
+    import simplemma
+
+    return fold(simplemma.lemmatize(word, lang="de"))
+
+
 def sentences(text: str) -> list[str]:
     """Split German news text into sentences (abbreviation-aware, keeps quotes with their sentence)."""
     out: list[str] = []
