@@ -1,0 +1,140 @@
+"""Config errors name the file, the key path (and line) and the problem; the CLI exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.config import ConfigError, load_config, parse_config, parse_duration
+from tests.conftest import ROOT, SHARED, STORY, Project
+
+FEED = {"name": "zeitung", "url": "http://127.0.0.1:9/feed.xml"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("feeds: [\n  {name: a, url: 'http://x/'\n", "line 3, column 1: invalid YAML"),
+        (
+            "feeds:\n  - name: a\n    url: http://x.example/\n    intervall: 5m\n",
+            "feeds[0].intervall (line 4): unknown key",
+        ),
+        ("fetch:\n  concurrency: viele\n", "fetch.concurrency (line 2): Input should be a valid integer"),
+        (
+            "feeds:\n  - {name: a, url: 'ftp://x.example/f'}\n",
+            "feeds[0].url (line 2): 'ftp://x.example/f' is not an http(s) URL",
+        ),
+        ("feeds:\n  - {name: a, url: 'http:///f'}\n", "feeds[0].url (line 2): 'http:///f' has no host"),
+        (
+            "feeds:\n  - {name: a, url: 'http://x.example/', interval: bald}\n",
+            "feeds[0].interval (line 2): 'bald' is not a duration",
+        ),
+        (
+            "feeds:\n  - {name: a, url: 'http://x.example/'}\n  - {name: a, url: 'http://y.example/'}\n",
+            "feeds[1].name (line 3): duplicate feed name 'a'",
+        ),
+        (
+            "stories:\n  - {id: s, title: S, keywords: [x], baseline: {path: a, text: b}}\n",
+            "stories[0].baseline (line 2): a baseline needs exactly one of",
+        ),
+        (
+            "stories:\n  - {id: 'Mit Leerzeichen', title: S, keywords: [x]}\n",
+            "stories[0].id (line 2): String should match pattern",
+        ),
+        ("alerts:\n  webhooks:\n    - {secret_env: X}\n", "alerts.webhooks[0].url (line 3): Field required"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
+        ("database: 'kein url'\n", "database: 'kein url' is not an SQLAlchemy URL"),
+    ],
+)
+def test_config_errors_name_file_path_and_problem(project: Project, text: str, expected: str) -> None:
+    project.write(text)
+    result = project.cli("feeds")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert str(project.config_path) in result.stderr
+    assert expected in result.stderr
+
+
+def test_missing_config_file_is_exit_2(tmp_path: Path) -> None:
+    project = Project(tmp_path)  # nothing written
+    result = project.cli("poll")
+    assert result.exit_code == 2
+    assert "config file not found" in result.stderr
+
+
+def test_missing_baseline_file_is_exit_2(project: Project) -> None:
+    project.write({"feeds": [FEED], "stories": [{**STORY, "baseline": {"path": "gibt-es-nicht.txt"}}]})
+    result = project.cli("poll")
+    assert result.exit_code == 2
+    assert "baseline.path: file not found" in result.stderr
+
+
+def test_defaults_env_overrides_and_relative_sqlite_path(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "feeds.yaml"
+    path.parent.mkdir()
+    path.write_text("feeds:\n  - {name: a, url: 'https://x.example/f'}\n")
+    config = load_config(path, env={})
+    assert config.database == f"sqlite:///{tmp_path / 'sub' / 'db' / 'monitor.sqlite3'}"
+    assert config.feed_interval(config.feeds[0]) == 300.0
+    assert config.fetch.allow_private_addresses is False
+
+    env = {"MONITOR_DATABASE_URL": "postgresql+psycopg://u@h/db", "MONITOR_FETCH__CONCURRENCY": "3"}
+    config = load_config(path, env=env)
+    assert config.database == "postgresql+psycopg://u@h/db"
+    assert config.fetch.concurrency == 3
+
+    with pytest.raises(ConfigError, match=r"fetch.concurrency: Input should be a valid integer"):
+        load_config(path, env={"MONITOR_FETCH__CONCURRENCY": "viele"})
+
+
+def test_config_path_from_env(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.write({"feeds": [FEED]})
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    result = CliRunner().invoke(cli, ["feeds", "--json"], env={"MONITOR_CONFIG": str(project.config_path)})
+    assert result.exit_code == 0, result.stderr
+    assert '"zeitung"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("2d", 172800), (90, 90)]
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(ROOT / "feeds.yaml", env={})
+    assert len(config.feeds) >= 15
+    assert all(f.url.startswith("https://") for f in config.feeds)
+    story = config.story("budapest-summit")
+    assert story.baseline is not None and story.baseline.path
+    assert config.resolve_path(story.baseline.path).is_file()
+
+
+BASELINE = SHARED / "baseline" / "budapest-summit-2025-10-17.txt"
+
+
+@pytest.mark.skipif(not BASELINE.is_file(), reason=f"the shared baseline article is not at {BASELINE}")
+def test_shared_baseline_article_by_path(project: Project) -> None:
+    from monitor.baseline import load_baseline_text
+
+    project.write({"feeds": [FEED], "stories": [{**STORY, "baseline": {"path": str(BASELINE)}}]})
+    config = load_config(project.config_path, env={})
+    text = load_baseline_text(config, config.stories[0])
+    assert text is not None and "Budapest" in text and "Rubio" in text
+    # And the CLI starts with it (reads the baseline, creates the database).
+    assert project.cli("items", "--json").exit_code == 0
+
+
+def test_parse_config_accepts_alerts_shape() -> None:
+    config = parse_config(
+        "alerts:\n  email: {host: smtp.example, from: monitor@example.org, to: [a@example.org]}\n"
+        "  webhooks:\n    - {url: 'https://hooks.example/x'}\n",
+        env={},
+    )
+    assert config.alerts.email is not None and config.alerts.email.to == ["a@example.org"]
+    assert config.alerts.webhooks[0].url == "https://hooks.example/x"

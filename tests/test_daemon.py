@@ -1,0 +1,132 @@
+"""The daemon: `monitor run` polls on schedule, stops cleanly on SIGTERM, resumes after restart."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from datetime import UTC, datetime
+
+from tests.conftest import STORY, Project
+from tests.feeds import FakeEntry, rss
+from tests.servers import FeedServer
+from tests.waiting import wait_for
+
+T0 = datetime(2025, 10, 17, 8, 0, tzinfo=UTC)
+
+
+def _config(server: FeedServer) -> dict:
+    return {
+        "fetch": {"interval": "1s", "jitter": "0s"},
+        "feeds": [
+            {"name": "eins", "url": server.url("/eins.xml")},
+            {"name": "zwei", "url": server.url("/zwei.xml")},
+        ],
+        "stories": [STORY],
+    }
+
+
+def _stop(proc) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    return proc.returncode, err
+
+
+def test_daemon_polls_repeatedly_stops_on_sigterm_and_resumes(
+    project: Project, feed_server: FeedServer
+) -> None:
+    feed_server.put(
+        "/eins.xml",
+        rss(
+            [FakeEntry("e1", "Selenski in Washington", "Es geht um Tomahawks.", "https://example.org/e1", T0)]
+        ),
+    )
+    feed_server.put(
+        "/zwei.xml", rss([FakeEntry("z1", "Wetterbericht", "Sonnig und mild.", "https://example.org/z1", T0)])
+    )
+    project.write(_config(feed_server))
+
+    proc = project.spawn("run")
+    try:
+        wait_for(
+            lambda: (
+                len(feed_server.requests_for("/eins.xml")) >= 3
+                and len(feed_server.requests_for("/zwei.xml")) >= 3
+            ),
+            timeout=30,
+            what="three polls of each feed",
+        )
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    assert "daemon stopped" in err
+    # Conditional requests after the first poll.
+    assert all(r.status == 304 for r in feed_server.requests_for("/eins.xml")[1:])
+
+    # A new entry appears while the daemon is down; the restarted daemon stores only that one.
+    feed_server.put(
+        "/eins.xml",
+        rss(
+            [
+                FakeEntry(
+                    "e2",
+                    "Selenskyj trifft Trump",
+                    "Das Gespräch dauerte zwei Stunden.",
+                    "https://example.org/e2",
+                    T0,
+                ),
+                FakeEntry(
+                    "e1", "Selenski in Washington", "Es geht um Tomahawks.", "https://example.org/e1", T0
+                ),
+            ]
+        ),
+    )
+    before = len(feed_server.requests_for("/eins.xml"))
+    proc = project.spawn("run")
+    try:
+        wait_for(
+            lambda: len(feed_server.requests_for("/eins.xml")) >= before + 2,
+            timeout=30,
+            what="polls after restart",
+        )
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+
+    items = project.cli("items", "--json").json()
+    assert sorted(i["title"] for i in items) == ["Selenski in Washington", "Selenskyj trifft Trump"]
+    feeds = {f["name"]: f for f in project.cli("feeds", "--json").json()}
+    assert feeds["eins"]["items"] == 2 and feeds["zwei"]["items"] == 1
+
+    with sqlite3.connect(project.db_path) as db:
+        schedules = sorted(r[0] for r in db.execute("SELECT id FROM schedules"))
+        item_rows = db.execute("SELECT COUNT(*) FROM item").fetchone()[0]
+    assert schedules == ["poll:eins", "poll:zwei"]
+    assert item_rows == 3
+
+
+def test_removed_and_changed_feeds_are_reconciled_on_start(project: Project, feed_server: FeedServer) -> None:
+    feed_server.put("/eins.xml", rss([]))
+    feed_server.put("/zwei.xml", rss([]))
+    project.write(_config(feed_server))
+    proc = project.spawn("run")
+    try:
+        wait_for(lambda: feed_server.requests_for("/zwei.xml"), timeout=30, what="first poll")
+    finally:
+        assert _stop(proc)[0] == 0
+
+    config = _config(feed_server)
+    config["feeds"] = [{"name": "eins", "url": feed_server.url("/eins.xml"), "interval": "2s"}]
+    project.write(config)
+    proc = project.spawn("run")
+    try:
+        wait_for(
+            lambda: len(feed_server.requests_for("/eins.xml")) >= 3,
+            timeout=30,
+            what="polls of the remaining feed",
+        )
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    assert "replaced=1" in err and "removed=1" in err
+    with sqlite3.connect(project.db_path) as db:
+        assert [r[0] for r in db.execute("SELECT id FROM schedules")] == ["poll:eins"]
