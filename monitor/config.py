@@ -184,12 +184,24 @@ class AlertsConfig(StrictModel):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
 
 
+class WebConfig(StrictModel):
+    """``monitor serve``: the read-only dashboard, JSON API and Atom feeds (see README "Web")."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="address to bind; loopback by default")
+    port: int = Field(8080, ge=0, le=65535)
+    token_env: str | None = Field(
+        None, description="name of the env var holding a bearer token required for every request"
+    )
+    base_url: HttpUrl | None = Field(None, description="public URL of the dashboard, for links in exports")
+
+
 class Config(StrictModel):
     database: str = DEFAULT_DATABASE_URL
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     feeds: list[FeedConfig] = Field(default_factory=list)
     stories: list[StoryConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     # Not part of the file: where it was read from (relative paths resolve against its folder).
     source: str = Field("<defaults>", exclude=True)
 
