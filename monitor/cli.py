@@ -48,7 +48,9 @@ def print_json(data: Any) -> None:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
+    # Piped output is not cut to rich's 80-column default: tables stay readable in files and pagers.
+    width = None if sys.stdout.isatty() else 200
+    return Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False, width=width)
 
 
 def _local(ts: datetime | None) -> str:
