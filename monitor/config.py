@@ -158,30 +158,142 @@ class StoryConfig(StrictModel):
         return self
 
 
-class EmailConfig(StrictModel):
+class RetryConfig(StrictModel):
+    """How the outbox worker retries a failed delivery (exponential backoff with jitter)."""
+
+    max_attempts: int = Field(12, ge=1, le=1000, description="attempts before a delivery is dead")
+    max_age: Duration = Field(2 * 86400.0, description="a delivery older than this is dead")
+    backoff: Duration = Field(30.0, description="wait before the first retry; doubles each attempt")
+    max_backoff: Duration = Field(3600.0, description="longest wait between two attempts")
+    jitter: float = Field(0.2, ge=0.0, le=1.0, description="random +-share added to each wait")
+    # A claimed delivery whose worker died is taken up again after this long. Must exceed the
+    # longest send (timeouts), so a live worker is never overtaken by another one.
+    lease: Duration = Field(120.0, description="how long a claimed delivery stays claimed")
+
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SUBJECT_FIELDS = {"story", "story_title", "title", "kind", "count", "feed"}
+
+
+def _check_env_name(value: str | None) -> str | None:
+    if value is not None and not _ENV_NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name (secrets are given by name)")
+    return value
+
+
+def _check_header_text(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("must not contain line breaks")
+    return value
+
+
+EnvName = Annotated[str, BeforeValidator(_check_env_name)]
+HeaderText = Annotated[str, BeforeValidator(_check_header_text)]
+
+
+class ChannelOptions(StrictModel):
+    """Options every alert channel has: delivery mode and filters."""
+
+    mode: Literal["instant", "digest"] = "instant"
+    digest_every: Duration = Field(3600.0, description="digest period (mode: digest)")
+    min_score: float | None = Field(None, description="only developments with at least this score")
+    stories: list[str] = Field(default_factory=list, description="only these stories (default: all)")
+    retry: RetryConfig | None = None  # per-channel override of alerts.retry
+
+
+class EmailConfig(ChannelOptions):
     host: str = Field(min_length=1)
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
-    username_env: str | None = None
-    password_env: str | None = None
-    sender: str = Field(alias="from", min_length=3)
-    to: list[str] = Field(min_length=1)
-    subject: str = "[{story}] {title}"
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    sender: HeaderText = Field(alias="from", min_length=3)
+    to: list[HeaderText] = Field(min_length=1)
+    subject: HeaderText = "[{story}] {title}"
+    timeout: Duration = 30.0
+    ca_file: str | None = Field(None, description="CA bundle to verify the server (default: system)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("subject")
+    @classmethod
+    def _subject_fields(cls, v: str) -> str:
+        import string
 
-class WebhookConfig(StrictModel):
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"invalid subject template: {exc}") from None
+        unknown = names - _SUBJECT_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_SUBJECT_FIELDS))}"
+            )
+        return v
+
+
+class WebhookConfig(ChannelOptions):
     url: HttpUrl
-    name: str | None = None
-    secret_env: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    secret_env: EnvName | None = None
+    headers: dict[HeaderText, HeaderText] = Field(default_factory=dict)
+    headers_env: dict[HeaderText, EnvName] = Field(
+        default_factory=dict, description="headers whose values come from environment variables"
+    )
     format: Literal["json", "slack", "teams"] = "json"
+    timeout: Duration = 15.0
+
+
+def _apprise_from_string(value: Any) -> Any:
+    return {"url": value} if isinstance(value, str) else value
+
+
+class AppriseConfig(ChannelOptions):
+    url: str | None = Field(None, description="an Apprise URL (tokens in it are secrets: prefer url_env)")
+    url_env: EnvName | None = None
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> AppriseConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("an apprise channel needs exactly one of 'url' or 'url_env'")
+        return self
 
 
 class AlertsConfig(StrictModel):
     email: EmailConfig | None = None
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    apprise: list[Annotated[AppriseConfig, BeforeValidator(_apprise_from_string)]] = Field(
+        default_factory=list
+    )
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    deliver_every: Duration = Field(5.0, description="how often the daemon's delivery worker runs")
+    batch: int = Field(100, ge=1, le=10000, description="deliveries claimed per worker run")
+
+    def channels(self) -> dict[str, EmailConfig | WebhookConfig | AppriseConfig]:
+        """The configured channels by their stable name. The name is part of every delivery's
+        idempotency key, so it must not depend on list order: ``email``, ``webhook:<name>`` /
+        ``apprise:<name>``, or, without a name, 8 hex digits of a hash of the URL."""
+        import hashlib
+
+        def digest(text: str) -> str:
+            return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+        out: dict[str, EmailConfig | WebhookConfig | AppriseConfig] = {}
+        if self.email is not None:
+            out["email"] = self.email
+        for hook in self.webhooks:
+            out[f"webhook:{hook.name or digest(hook.url)}"] = hook
+        for app in self.apprise:
+            out[f"apprise:{app.name or digest(app.url or 'env:' + (app.url_env or ''))}"] = app
+        return out
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> AlertsConfig:
+        count = 1 if self.email is not None else 0
+        if len(self.channels()) != count + len(self.webhooks) + len(self.apprise):
+            raise ValueError("two alert channels have the same name (or URL): give them distinct 'name's")
+        return self
 
 
 class WebConfig(StrictModel):
@@ -217,6 +329,10 @@ class Config(StrictModel):
             if story.id in ids:
                 raise ValueError(f"stories[{i}].id: duplicate story id {story.id!r}")
             ids.add(story.id)
+        for name, channel in self.alerts.channels().items():
+            unknown = [s for s in channel.stories if s not in ids]
+            if unknown:
+                raise ValueError(f"alerts: channel {name}: unknown stories {', '.join(unknown)}")
         return self
 
     @property
