@@ -165,3 +165,20 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One attempt to send one delivery. Written when the delivery is claimed (outcome empty) and
+    completed when the send returns: an attempt left without an outcome was interrupted (crash),
+    so whether the receiver got it is unknown."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True)
+    attempt: int
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str | None = Field(default=None, max_length=16)  # sent | failed | dead | None: unknown
+    status_code: int | None = None  # HTTP status or SMTP reply code
+    error: str | None = Field(default=None, sa_column=Column(Text))
