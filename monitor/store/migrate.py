@@ -1,0 +1,227 @@
+"""Schema migrations (Alembic, scripts under ``db/migrations``) and the schema lock.
+
+Every command that opens the database calls ``upgrade``: a fast read of ``alembic_version`` when the
+schema is current, otherwise the pending migrations under a lock, so several nodes (or a daemon and
+a CLI command) starting at the same moment never run DDL concurrently:
+
+- PostgreSQL: a session-level advisory lock (``SCHEMA_LOCK_KEY``); PostgreSQL releases it by itself
+  when the holder dies, so a crashed node cannot leave it behind.
+- SQLite: an ``flock`` on ``<database>.lock`` next to the file (also released by the kernel on death).
+
+APScheduler's own tables (``tasks``, ``schedules``, ``jobs``, ``job_results``, ``metadata``) are not
+ours: APScheduler creates them, and the migrations and the drift check ignore them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "metadata"})
+# pg_advisory_lock key shared by migrations and APScheduler's table creation ("story-monitor schema").
+SCHEMA_LOCK_KEY = 0x53_4D_5343_4845_4D41 & 0x7FFF_FFFF_FFFF_FFFF
+LEGACY_MARKER_TABLE = "feed_state"  # a database made by create_all before migrations existed
+
+
+class MigrationError(Exception):
+    """The migrations could not be found or applied."""
+
+
+def migrations_dir() -> Path:
+    """``$MONITOR_MIGRATIONS_DIR``, else ``db/migrations`` of the source tree, else of the cwd."""
+    env = os.environ.get("MONITOR_MIGRATIONS_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [
+        Path(__file__).resolve().parents[2] / "db" / "migrations",
+        Path.cwd() / "db" / "migrations",
+    ]
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise MigrationError(
+        "cannot find the migration scripts (db/migrations); run from the project checkout "
+        "or set MONITOR_MIGRATIONS_DIR"
+    )
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic filter: APScheduler's tables (and their indexes) are not part of our schema."""
+    if type_ == "table" and name in APSCHEDULER_TABLES:
+        return False
+    table = getattr(obj, "table", None)
+    return not (table is not None and getattr(table, "name", None) in APSCHEDULER_TABLES)
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _script() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    head = _script().get_current_head()
+    if head is None:
+        raise MigrationError("no migration scripts found")
+    return head
+
+
+def revisions() -> list[str]:
+    """All revision ids, oldest first."""
+    return [r.revision for r in reversed(list(_script().walk_revisions()))]
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None
+    head: str
+    pending: list[str]
+    legacy: bool  # tables exist but no alembic_version (made by create_all before migrations)
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.pending and not self.legacy
+
+
+def status(engine: Engine) -> SchemaStatus:
+    head = head_revision()
+    with engine.connect() as conn:
+        current = current_revision(conn)
+        legacy = current is None and inspect(conn).has_table(LEGACY_MARKER_TABLE)
+    order = revisions()
+    pending = order[order.index(current) + 1 :] if current in order else list(order)
+    if current is not None and current not in order:
+        raise MigrationError(
+            f"the database is at revision {current!r}, which these migration scripts do not know "
+            "(a newer version of story-monitor?)"
+        )
+    return SchemaStatus(current, head, pending, legacy)
+
+
+@contextlib.contextmanager
+def schema_lock(engine: Engine) -> Iterator[Connection]:
+    """Hold the cluster-wide schema lock; yields a connection the caller may use for DDL."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+                    conn.commit()
+        return
+    with _file_lock(engine), engine.connect() as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    database = make_url(str(engine.url)).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    path = Path(database + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> list[str]:
+    """Bring the schema to ``revision`` under the schema lock. Returns the revisions applied."""
+    if revision == "head":
+        first = status(engine)
+        if first.up_to_date:
+            return []
+    from alembic import command
+
+    with schema_lock(engine) as conn:
+        current = current_revision(conn)  # again, under the lock: another node may have done it
+        order = revisions()
+        if current is None and inspect(conn).has_table(LEGACY_MARKER_TABLE):
+            current = _adopt_legacy(conn)
+        target = order[-1] if revision == "head" else revision
+        if current == target:
+            conn.commit()
+            return []
+        start = order.index(current) + 1 if current in order else 0
+        applied = order[start : order.index(target) + 1]
+        log.info("migrating the database schema", extra={"from": current or "empty", "to": target})
+        command.upgrade(alembic_config(conn), revision)
+        conn.commit()
+        return applied
+
+
+def _adopt_legacy(conn: Connection) -> str:
+    """A database created by ``create_all`` before migrations existed: stamp it with the revision
+    it matches (head when nothing differs, else the first one) so the upgrade continues from there."""
+    from alembic import command
+
+    order = revisions()
+    target = order[-1] if not differences(conn) else order[0]
+    log.warning(
+        "database has no migration history; adopting it", extra={"stamped": target, "tables": "existing"}
+    )
+    command.stamp(alembic_config(conn), target)
+    conn.commit()
+    return target
+
+
+def differences(conn: Connection) -> list[Any]:
+    """Differences between the models and the schema of ``conn`` (empty when they agree)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import_models()
+    ctx = MigrationContext.configure(
+        conn, opts={"include_object": include_object, "compare_type": True, "compare_server_default": False}
+    )
+    return list(compare_metadata(ctx, SQLModel.metadata))
+
+
+def import_models() -> None:
+    """Import every module of monitor.store, so SQLModel.metadata knows every table."""
+    import importlib
+    import pkgutil
+
+    import monitor.store as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
