@@ -100,6 +100,9 @@ class FetchConfig(StrictModel):
     per_host: int = Field(4, ge=1, le=100, description="requests at the same time to one host")
     timeout: Duration = Field(20.0, description="total time for one request")
     connect_timeout: Duration = Field(10.0, description="time to connect")
+    read_timeout: Duration = Field(
+        15.0, description="longest silence while waiting for response bytes (total: timeout)"
+    )
     user_agent: str = Field(
         "story-monitor/0.1 (+https://github.com/story-monitor/story-monitor)",
         min_length=1,

@@ -11,6 +11,7 @@ import email.utils
 import ipaddress
 import logging
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,11 +22,20 @@ import httpx
 
 from monitor.config import FetchConfig
 
+try:  # httpx[brotli] installs one of the two
+    import brotli as _brotli
+except ImportError:  # pragma: no cover - depends on the installed extra
+    try:
+        import brotlicffi as _brotli  # type: ignore[no-redef]
+    except ImportError:
+        _brotli = None
+
 log = logging.getLogger(__name__)
 
 ACCEPT_FEEDS = (
     "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, */*;q=0.8"
 )
+ACCEPT_ENCODING = "gzip, deflate, br" if _brotli is not None else "gzip, deflate"
 PERMANENT_REDIRECTS = {301, 308}
 REDIRECTS = {301, 302, 303, 307, 308}
 
@@ -40,7 +50,8 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     permanent_redirect: str | None = None  # new URL when every hop was 301/308
-    error_kind: str | None = None  # timeout | connect | http | too_large | redirects | invalid
+    # timeout | connect | http | too_large | redirects | invalid | decode | forbidden_address
+    error_kind: str | None = None
     error: str | None = None
     elapsed: float = 0.0
     retry_after: float | None = None  # seconds, from Retry-After
@@ -104,8 +115,104 @@ class BodyTooLarge(Exception):
     pass
 
 
+class UndecodableBody(Exception):
+    """The Content-Encoding is unknown or the compressed stream is corrupt."""
+
+
+class CappedDecoder:
+    """Decodes a ``Content-Encoding`` chain from raw chunks, never producing more than ``cap`` bytes.
+
+    Why by hand: httpx's decoders inflate each raw chunk completely, so one 64 KiB chunk of a gzip
+    bomb can become tens of megabytes before a size check sees it. Here every inflate step is
+    bounded by what is left of the cap (zlib ``max_length``, brotli ``output_buffer_limit``)."""
+
+    def __init__(self, content_encoding: str | None, cap: int) -> None:
+        self.cap = cap
+        self.size = 0
+        codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+        # Codings are listed in the order they were applied; undo them in reverse.
+        self._steps: list[_Step] = []
+        for coding in reversed(codings):
+            if coding in ("identity", ""):
+                continue
+            if coding in ("gzip", "x-gzip"):
+                self._steps.append(_ZlibStep(16 + zlib.MAX_WBITS))
+            elif coding == "deflate":
+                self._steps.append(_ZlibStep(zlib.MAX_WBITS, raw_fallback=True))
+            elif coding == "br" and _brotli is not None:
+                self._steps.append(_BrotliStep())
+            else:
+                raise UndecodableBody(f"unsupported Content-Encoding {coding!r}")
+
+    def _room(self) -> int:
+        return self.cap - self.size + 1  # one more than allowed, so "over the cap" is visible
+
+    def feed(self, data: bytes) -> bytes:
+        for step in self._steps:
+            if not data:
+                return b""
+            data = step.feed(data, self._room())
+            if len(data) > self.cap - self.size:
+                raise BodyTooLarge(f"response exceeds fetch.max_bytes ({self.cap} bytes) after decoding")
+        self.size += len(data)
+        if self.size > self.cap:
+            raise BodyTooLarge(f"response exceeds fetch.max_bytes ({self.cap} bytes)")
+        return data
+
+
+class _Step:
+    def feed(self, data: bytes, limit: int) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _ZlibStep(_Step):
+    def __init__(self, wbits: int, raw_fallback: bool = False) -> None:
+        self._wbits = wbits
+        self._raw_fallback = raw_fallback
+        self._started = False
+        self._obj = zlib.decompressobj(wbits)
+
+    def feed(self, data: bytes, limit: int) -> bytes:
+        try:
+            out = self._obj.decompress(data, limit)
+        except zlib.error as exc:
+            if self._raw_fallback and not self._started:
+                # Some servers send raw deflate without the zlib header.
+                self._raw_fallback = False
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.feed(data, limit)
+            raise UndecodableBody(f"corrupt compressed body: {exc}") from None
+        self._started = True
+        # Input left unconsumed means the output hit ``limit``: the caller sees len(out) == limit.
+        return out
+
+
+class _BrotliStep(_Step):
+    def __init__(self) -> None:
+        assert _brotli is not None
+        self._obj = _brotli.Decompressor()
+
+    def feed(self, data: bytes, limit: int) -> bytes:
+        try:
+            out = self._obj.process(data, output_buffer_limit=limit)
+        except _brotli.error as exc:
+            raise UndecodableBody(f"corrupt brotli body: {exc}") from None
+        return out
+
+
 class AddressNotAllowed(Exception):
     """A URL from feed content points at a private, loopback or link-local address."""
+
+
+def _check_address(url: str, raw: str) -> None:
+    address = ipaddress.ip_address(raw.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if not address.is_global or address.is_multicast:
+        raise AddressNotAllowed(
+            f"{url!r} resolves to the non-public address {address} "
+            "(set fetch.allow_private_addresses: true to allow it)"
+        )
 
 
 async def check_public_url(url: str) -> None:
@@ -119,13 +226,18 @@ async def check_public_url(url: str) -> None:
         infos = await anyio.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
     except OSError as exc:
         raise AddressNotAllowed(f"cannot resolve {host!r}: {exc}") from None
+    if not infos:
+        raise AddressNotAllowed(f"cannot resolve {host!r}")
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            raise AddressNotAllowed(
-                f"{url!r} resolves to the non-public address {address} "
-                "(set fetch.allow_private_addresses: true to allow it)"
-            )
+        _check_address(url, str(info[4][0]))
+
+
+def _check_peer(url: str, response: httpx.Response) -> None:
+    """Second line against DNS rebinding: the address we actually connected to must be public too."""
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if peer:
+        _check_address(url, str(peer[0]))
 
 
 class Fetcher:
@@ -146,13 +258,17 @@ class Fetcher:
             max_keepalive_connections=self.config.concurrency,
             keepalive_expiry=30.0,
         )
-        timeout = httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout)
+        timeout = httpx.Timeout(
+            self.config.timeout,
+            connect=min(self.config.connect_timeout, self.config.timeout),
+            read=min(self.config.read_timeout, self.config.timeout),
+        )
         self._client = httpx.AsyncClient(
             http2=True,
             limits=limits,
             timeout=timeout,
             follow_redirects=False,  # followed by hand: permanent redirects and address checks
-            headers={"User-Agent": user_agent(self.config), "Accept-Encoding": "gzip, deflate, br"},
+            headers={"User-Agent": user_agent(self.config), "Accept-Encoding": ACCEPT_ENCODING},
             transport=self._transport,
             trust_env=False,
         )
@@ -176,7 +292,9 @@ class Fetcher:
     async def fetch_article(self, url: str) -> FetchResult:
         """GET an article page linked from a feed (untrusted URL): only http(s), and no private,
         loopback or link-local address (on every redirect hop) unless allowed in the config."""
-        return await self.get(url, {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"}, untrusted=True)
+        return await self.get(
+            url, {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"}, untrusted=True
+        )
 
     async def get(
         self, url: str, headers: dict[str, str] | None = None, *, untrusted: bool = False
@@ -196,9 +314,15 @@ class Fetcher:
                     f"no complete answer within {self.config.timeout:g}s",
                 )
             except httpx.TimeoutException as exc:
-                result.error_kind, result.error = "timeout", f"{type(exc).__name__}: {exc}"
+                what = {
+                    "ConnectTimeout": f"no connection within {self.config.connect_timeout:g}s",
+                    "ReadTimeout": f"the server sent nothing for {self.config.read_timeout:g}s",
+                }.get(type(exc).__name__, f"{type(exc).__name__}: {exc}")
+                result.error_kind, result.error = "timeout", what
             except BodyTooLarge as exc:
                 result.error_kind, result.error = "too_large", str(exc)
+            except UndecodableBody as exc:
+                result.error_kind, result.error = "decode", str(exc)
             except AddressNotAllowed as exc:
                 result.error_kind, result.error = "forbidden_address", str(exc)
             except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError, OSError) as exc:
@@ -218,6 +342,8 @@ class Fetcher:
             if untrusted and not self.config.allow_private_addresses:
                 await check_public_url(current)
             async with self._client.stream("GET", current, headers=headers) as response:
+                if untrusted and not self.config.allow_private_addresses:
+                    _check_peer(current, response)
                 if response.status_code in REDIRECTS and "location" in response.headers:
                     target = urljoin(current, response.headers["location"])
                     if urlsplit(target).scheme not in ("http", "https"):
@@ -245,24 +371,26 @@ class Fetcher:
                     return
                 result.body = await self._read_capped(response)
                 return
-        result.error_kind, result.error = "redirects", f"more than {self.config.max_redirects} redirects"
+        result.error_kind, result.error = (
+            "redirects",
+            f"more than {self.config.max_redirects} redirects (last: {current})",
+        )
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         cap = self.config.max_bytes
+        encoding = response.headers.get("content-encoding")
         declared = response.headers.get("content-length")
-        if (
-            declared
-            and declared.isdigit()
-            and int(declared) > cap
-            and not response.headers.get("content-encoding")
-        ):
+        if declared and declared.isdigit() and int(declared) > cap:
+            # Compressed size over the cap means the decoded body is over it too.
             raise BodyTooLarge(f"response of {int(declared)} bytes exceeds fetch.max_bytes ({cap})")
+        decoder = CappedDecoder(encoding, cap)
         chunks: list[bytes] = []
-        size = 0
-        # aiter_bytes yields *decoded* bytes, so the cap also stops decompression bombs early.
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise BodyTooLarge(f"response exceeds fetch.max_bytes ({cap} bytes) after decoding")
-            chunks.append(chunk)
+        raw_size = 0
+        async for raw in response.aiter_raw():
+            raw_size += len(raw)
+            if raw_size > cap:
+                raise BodyTooLarge(f"response exceeds fetch.max_bytes ({cap} bytes)")
+            chunk = decoder.feed(raw)
+            if chunk:
+                chunks.append(chunk)
         return b"".join(chunks)

@@ -12,13 +12,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 from anyio import CapacityLimiter
 
-from monitor import diff
+from monitor import diff, health
 from monitor.baseline import load_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
@@ -56,10 +56,6 @@ class PollSummary:
 
     def count(self, attr: str) -> int:
         return sum(getattr(r, attr) for r in self.reports)
-
-
-def _ema(previous: float | None, value: float, weight: float = 0.2) -> float:
-    return value if previous is None else previous * (1 - weight) + value * weight
 
 
 class Monitor:
@@ -167,7 +163,10 @@ class Monitor:
         if state.disabled:
             return FeedPollReport(name, "disabled", error=state.disabled_reason)
         now = datetime.now(UTC)
-        if scheduled and state.next_poll_after and state.next_poll_after > now:
+        # Slack: the schedule's own jitter (and the fetch time) must not skip a whole interval.
+        interval = self._health_policy(name).interval
+        slack = min(self.config.fetch.jitter, interval / 10) + 1.0
+        if scheduled and not health.is_due(state, now, slack) and state.next_poll_after is not None:
             return FeedPollReport(
                 name, "skipped", error=f"not due before {state.next_poll_after.isoformat()}"
             )
@@ -212,68 +211,27 @@ class Monitor:
         body_hash: str | None,
         report: FeedPollReport,
     ) -> None:
-        state = tx.state
-        now = datetime.now(UTC)
-        state.last_polled_at = now
-        state.polls_total = (state.polls_total or 0) + 1
-        state.last_status = result.status
-        state.latency_avg = _ema(state.latency_avg, result.elapsed)
-        error_kind, error = result.error_kind, result.error
-        if parsed is not None and not parsed.is_feed:
-            error_kind = "not_a_feed"
-            error = "the response is not a feed" + (
-                f"; the page announces: {', '.join(parsed.alternate_links[:5])}"
-                if parsed.alternate_links
-                else ""
-            )
-        if error_kind is None:
-            if result.not_modified:
-                state.polls_not_modified = (state.polls_not_modified or 0) + 1
-                report.status = "not_modified"
-            elif parsed is None:
-                report.status = "unchanged"  # same bytes as last time: the server ignored our validators
-            state.etag = result.etag or (state.etag if result.not_modified else None)
-            state.last_modified = result.last_modified or (
-                state.last_modified if result.not_modified else None
-            )
-            if body_hash:
-                state.body_hash = body_hash
-            state.last_success_at = now
-            state.error_streak = 0
-            state.failing_since = None
-            state.last_error_kind = state.last_error = None
-            bounds = [b for b in (result.max_age, parsed.ttl_seconds if parsed else None) if b]
-            state.next_poll_after = now + timedelta(seconds=max(bounds)) if bounds else None
-            if result.permanent_redirect and result.permanent_redirect != state.current_url:
-                log.warning(
-                    "feed moved permanently; following the new URL",
-                    extra={
-                        "feed": state.name,
-                        "old_url": state.current_url,
-                        "new_url": result.permanent_redirect,
-                    },
-                )
-                state.current_url = result.permanent_redirect
-            state.problems = list(parsed.problems[:20]) if parsed else []
-            report.problems = state.problems
-            return
-        report.status = "error"
-        report.error = f"{error_kind}: {error}"
-        state.error_streak = (state.error_streak or 0) + 1
-        state.failing_since = state.failing_since or now
-        state.last_error_kind = error_kind
-        state.last_error = (error or "")[:2000]
-        if result.status == 410:
-            state.disabled = True
-            state.disabled_reason = "the server answered 410 Gone: the feed was removed"
-            log.error("feed disabled: 410 Gone", extra={"feed": state.name, "url": state.current_url})
-        backoff = min(self.config.fetch.max_backoff, 60.0 * 2 ** min(state.error_streak - 1, 20))
-        if result.retry_after:
-            backoff = max(backoff, min(result.retry_after, self.config.fetch.max_backoff))
-        state.next_poll_after = now + timedelta(seconds=backoff)
-        if parsed is not None:
-            state.problems = list(parsed.problems[:20])
-        report.problems = list(state.problems or [])
+        """Feed health, back-off and source down/back alerts (monitor.health), in this transaction."""
+        update = health.record_poll(
+            tx.state, result, parsed, body_hash, self._health_policy(tx.state.name), datetime.now(UTC)
+        )
+        report.status = update.status
+        report.error = update.error
+        report.problems = update.problems
+        tx.enqueue(update.deliveries)
+
+    def _health_policy(self, name: str) -> health.HealthPolicy:
+        fetch = self.config.fetch
+        try:
+            interval = self.config.feed_interval(self.config.feed(name))
+        except KeyError:
+            interval = fetch.interval
+        return health.HealthPolicy(
+            interval=interval,
+            max_backoff=fetch.max_backoff,
+            alert_after=fetch.alert_after,
+            channels=self.alert_channels,
+        )
 
     def _match_and_diff(
         self, tx: PollTransaction, changed: Sequence[ChangedItem], report: FeedPollReport

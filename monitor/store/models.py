@@ -60,6 +60,7 @@ class FeedState(SQLModel, table=True):
     disabled: bool = False
     disabled_reason: str | None = Field(default=None, sa_column=Column(Text))
     down_alerted: bool = False
+    feed_ttl: float | None = None  # seconds, the feed's RSS <ttl> (kept across 304 answers)
     polls_total: int = 0
     polls_not_modified: int = 0
     latency_avg: float | None = None  # seconds, exponential moving average
