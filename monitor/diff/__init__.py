@@ -1,43 +1,36 @@
 """Diff stage: new coverage against the baseline and the story so far -> developments. Pure.
 
-Placeholder until the issue "Follow the story" lands: it flags nothing.
+``model`` analyses sentences and the baseline, ``novelty`` scores sentences and items,
+``developments`` clusters items into developments with deterministic keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from monitor.diff.developments import ItemDiff, StoryItem, diff_items, find_developments, novel_words
+from monitor.diff.model import (
+    DEFAULT_NOVELTY_THRESHOLD,
+    BaselineModel,
+    Reference,
+    Sentence,
+    analyse,
+    build_baseline,
+)
+from monitor.diff.novelty import SENTENCE_MIN, SentenceNovelty, score_item, score_sentence
 
-from monitor.store import DevelopmentRecord, KnownDevelopment
-
-
-@dataclass(frozen=True, slots=True)
-class StoryItem:
-    """A matched item as the diff stage sees it."""
-
-    item_id: int
-    feed: str
-    url: str | None
-    title: str
-    text: str
-    published: datetime
-    kind: str  # "new" | "updated"
-    previous_title: str | None = None
-    previous_text: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineModel:
-    story_id: str
-    text: str
-
-
-def build_baseline(story_id: str, text: str | None) -> BaselineModel:
-    return BaselineModel(story_id, text or "")
-
-
-def find_developments(
-    baseline: BaselineModel, known: Sequence[KnownDevelopment], items: Sequence[StoryItem]
-) -> list[DevelopmentRecord]:
-    return []
+__all__ = [
+    "DEFAULT_NOVELTY_THRESHOLD",
+    "SENTENCE_MIN",
+    "BaselineModel",
+    "ItemDiff",
+    "Reference",
+    "Sentence",
+    "SentenceNovelty",
+    "StoryItem",
+    "analyse",
+    "build_baseline",
+    "diff_items",
+    "find_developments",
+    "novel_words",
+    "score_item",
+    "score_sentence",
+]

@@ -1,0 +1,221 @@
+"""Developments: group the items that report the same new fact; keep the story moving. Pure.
+
+For each matched item (oldest first):
+
+1. score it against the baseline: no novel sentence, or an item score below the story's
+   threshold -> a restatement, no development;
+2. score it again against the story so far (baseline + known developments + the ones created
+   earlier in this batch): when what is left still reaches the threshold, the item states a new
+   fact -> a new development (``update_of`` the closest known one when it builds on it);
+3. otherwise its news is already known: it becomes one more source of the development whose
+   new vocabulary it shares most (same key -> the store merges the source, no second alert).
+
+Keys are fingerprints of the seed item's novel sentences: a re-run of the same poll after a crash
+computes the same keys, so nothing is created twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from monitor.diff.model import BaselineModel, Reference, Sentence, analyse, split_sentences
+from monitor.diff.novelty import SentenceNovelty, item_sentences, score_item
+from monitor.store import DevelopmentRecord, KnownDevelopment, SourceRecord
+from monitor.text import fold
+
+MAX_NOVEL = 6  # novel sentences kept per development
+UPDATE_OF_MIN = 0.3  # share of an item's new vocabulary a known development must hold to be its parent
+TITLE_MAX = 120
+
+
+@dataclass(frozen=True, slots=True)
+class StoryItem:
+    """A matched item as the diff stage sees it."""
+
+    item_id: int
+    feed: str
+    url: str | None
+    title: str
+    text: str
+    published: datetime
+    kind: str  # "new" | "updated"
+    previous_title: str | None = None
+    previous_text: str | None = None
+
+
+@dataclass(slots=True)
+class _Dev:
+    key: str
+    title: str
+    score: float
+    sentences: list[Sentence]
+    terms: set[str]  # vocabulary new against the baseline: what this development is about
+    first_seen: datetime
+    known_id: int | None = None  # set for developments already in the database
+    update_of: int | None = None
+    sources: dict[int, list[str]] = field(default_factory=dict)
+    created_here: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDiff:
+    """The diff of one item, for explanations (``monitor match``-style tools and tests)."""
+
+    item_id: int
+    baseline_score: float
+    story_score: float
+    novel: list[SentenceNovelty]  # against the baseline
+    residual: list[SentenceNovelty]  # against the story so far
+    verdict: str  # restatement | new | known
+    development_key: str | None
+
+
+def _new_vocab(sentences: Sequence[SentenceNovelty]) -> set[str]:
+    out: set[str] = set()
+    for s in sentences:
+        out.update(s.new_terms)
+        out.update(s.new_names)
+    return out
+
+
+def _key(story_id: str, novel: Sequence[SentenceNovelty]) -> str:
+    material = "\n".join(sorted(fold(s.text) for s in novel))
+    digest = hashlib.blake2b(f"{story_id}\x00{material}".encode(), digest_size=12).hexdigest()
+    return f"d-{digest}"
+
+
+def _title(item: StoryItem, novel: Sequence[SentenceNovelty]) -> str:
+    if any(s.is_title for s in novel) and item.title.strip():
+        text = item.title.strip()
+    else:
+        text = max(novel, key=lambda s: s.score).text if novel else item.title
+    text = " ".join(text.split())
+    if len(text) > TITLE_MAX:
+        text = text[: TITLE_MAX - 1].rsplit(" ", 1)[0] + "…"
+    return text
+
+
+def _similarity(vocab: set[str], dev: _Dev) -> float:
+    if not vocab or not dev.terms:
+        return 0.0
+    return len(vocab & dev.terms) / len(vocab)
+
+
+def _sentences_for(item: StoryItem) -> tuple[list[tuple[Sentence, bool]], list[Sentence]]:
+    """(sentences to diff, extra reference). An updated item is diffed against its previous
+    version: its headline is left out (a corrected headline is not news) and the previous text
+    joins the reference, so only what the update added can be novel."""
+    if item.kind == "updated" and item.previous_text is not None:
+        previous = [analyse(s) for s in split_sentences(f"{item.previous_title or ''}\n{item.previous_text}")]
+        body = [(s, False) for s, is_title in item_sentences("", item.text) if not is_title]
+        return body, previous
+    return item_sentences(item.title, item.text), []
+
+
+def diff_items(
+    baseline: BaselineModel,
+    known: Sequence[KnownDevelopment],
+    items: Sequence[StoryItem],
+    *,
+    threshold: float | None = None,
+) -> tuple[list[DevelopmentRecord], list[ItemDiff]]:
+    """Developments (new ones and sources for existing ones) and the per-item explanation."""
+    threshold = baseline.novelty_threshold if threshold is None else threshold
+    base_vocab = baseline.reference.vocab
+    story = baseline.reference.copy()
+    devs: list[_Dev] = []
+    for k in known:
+        sentences = [analyse(s) for s in k.novel]
+        terms = set(k.terms)
+        for s in sentences:
+            terms.update(t for t in s.terms if t not in base_vocab)
+        devs.append(_Dev(k.key, k.title, 0.0, sentences, terms, k.first_seen, known_id=k.id))
+        story.extend(sentences)
+
+    diffs: list[ItemDiff] = []
+    for item in sorted(items, key=lambda i: (i.published, i.item_id)):
+        sentences, previous = _sentences_for(item)
+        base_ref = baseline.reference
+        story_ref = story
+        if previous:
+            base_ref = base_ref.copy()
+            base_ref.extend(previous)
+            story_ref = story.copy()
+            story_ref.extend(previous)
+        base_score, novel = score_item(sentences, base_ref, baseline.key_terms)
+        if base_score < threshold or not novel:
+            diffs.append(ItemDiff(item.item_id, base_score, 0.0, novel, [], "restatement", None))
+            continue
+        story_score, residual = score_item(sentences, story_ref, baseline.key_terms)
+        vocab = _new_vocab(novel)
+        ranked = sorted(devs, key=lambda d: _similarity(vocab, d), reverse=True)
+        best = ranked[0] if ranked else None
+        best_sim = _similarity(vocab, best) if best else 0.0
+        if story_score >= threshold or best is None:
+            chosen = residual if residual else novel
+            key = _key(baseline.story_id, chosen)
+            parent = best.known_id if best is not None and best_sim >= UPDATE_OF_MIN else None
+            dev = _Dev(
+                key=key,
+                title=_title(item, chosen),
+                score=story_score if residual else base_score,
+                sentences=[s.sentence for s in chosen],
+                terms=_new_vocab(chosen) | vocab,
+                first_seen=item.published,
+                update_of=parent,
+                created_here=True,
+            )
+            dev.sources[item.item_id] = [s.text for s in chosen][:MAX_NOVEL]
+            devs.append(dev)
+            story.extend(dev.sentences)
+            diffs.append(ItemDiff(item.item_id, base_score, story_score, novel, residual, "new", key))
+        else:
+            best.sources.setdefault(item.item_id, [s.text for s in novel][:MAX_NOVEL])
+            diffs.append(ItemDiff(item.item_id, base_score, story_score, novel, residual, "known", best.key))
+
+    records = []
+    for dev in devs:
+        if not dev.sources:
+            continue
+        records.append(
+            DevelopmentRecord(
+                story_id=baseline.story_id,
+                key=dev.key,
+                title=dev.title,
+                score=round(dev.score, 3),
+                novel=[s.text for s in dev.sentences][:MAX_NOVEL],
+                terms=sorted(dev.terms)[:40],
+                sources=[SourceRecord(item_id, sents) for item_id, sents in dev.sources.items()],
+                first_seen=dev.first_seen,
+                update_of=dev.update_of,
+            )
+        )
+    return records, diffs
+
+
+def find_developments(
+    baseline: BaselineModel, known: Sequence[KnownDevelopment], items: Sequence[StoryItem]
+) -> list[DevelopmentRecord]:
+    """The diff stage as the pipeline calls it."""
+    return diff_items(baseline, known, items)[0]
+
+
+def novel_words(sentence: str, reference: Reference) -> set[str]:
+    """Folded surface words of a sentence that the reference does not cover (for highlighting)."""
+    from monitor.diff.model import _TOKEN_RE, _parts
+
+    out = set()
+    for match in _TOKEN_RE.finditer(sentence):
+        token = match.group(0)
+        parts = _parts(token)
+        if not parts:
+            continue
+        term = "-".join(parts)
+        if term in reference.vocab:
+            continue
+        if reference.covers(term) < 1.0 and analyse(token).terms:
+            out.add(token)
+    return out

@@ -1,0 +1,508 @@
+"""Sentence analysis and the baseline model. Pure functions over strings.
+
+A sentence is reduced to what a fact is made of in German news: content lemmas (stop words and
+reporting verbs removed, compounds split into parts), likely names (actors, places), numbers and
+dates, change-of-state cues (abgesagt, verschoben, auf Eis gelegt, Sanktionen verhängt, ...) and
+whether it is background (pluperfect, "bereits im August"). The baseline model is the same
+analysis over the baseline article, plus its vocabulary for fast coverage look-ups.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from monitor.text import fold, lemma, sentences
+
+# Function words and the vocabulary of reporting itself ("sagte", "laut", "demnach"): a sentence
+# that differs from the baseline only in these states nothing new. Folded lemmas.
+STOPWORDS = frozenset(
+    [
+        "aber",
+        "ab",
+        "als",
+        "also",
+        "am",
+        "an",
+        "auch",
+        "auf",
+        "aus",
+        "bei",
+        "beim",
+        "bis",
+        "da",
+        "dabei",
+        "dadurch",
+        "dafuer",
+        "dagegen",
+        "daher",
+        "damit",
+        "dann",
+        "daran",
+        "darauf",
+        "darin",
+        "darueber",
+        "darum",
+        "das",
+        "dass",
+        "dem",
+        "den",
+        "denen",
+        "denn",
+        "der",
+        "deren",
+        "des",
+        "dessen",
+        "die",
+        "dies",
+        "diese",
+        "dieser",
+        "dieses",
+        "doch",
+        "dort",
+        "du",
+        "durch",
+        "ein",
+        "eine",
+        "einem",
+        "einen",
+        "einer",
+        "eines",
+        "er",
+        "es",
+        "etwa",
+        "euch",
+        "fuer",
+        "gegen",
+        "gegenueber",
+        "hier",
+        "ich",
+        "ihm",
+        "ihn",
+        "ihnen",
+        "ihr",
+        "ihre",
+        "ihrem",
+        "ihren",
+        "ihrer",
+        "im",
+        "in",
+        "ins",
+        "ist",
+        "ja",
+        "je",
+        "jedoch",
+        "jener",
+        "jetzt",
+        "kann",
+        "man",
+        "mit",
+        "nach",
+        "neben",
+        "nun",
+        "nur",
+        "ob",
+        "oder",
+        "ohne",
+        "sehr",
+        "sein",
+        "seine",
+        "seinem",
+        "seinen",
+        "seiner",
+        "seit",
+        "sich",
+        "sie",
+        "sind",
+        "so",
+        "soll",
+        "sollen",
+        "solle",
+        "sollte",
+        "sowie",
+        "statt",
+        "ueber",
+        "um",
+        "und",
+        "uns",
+        "unser",
+        "unter",
+        "vom",
+        "von",
+        "vor",
+        "waehrend",
+        "war",
+        "waren",
+        "was",
+        "weil",
+        "welche",
+        "welcher",
+        "wenn",
+        "wer",
+        "wie",
+        "wieder",
+        "wir",
+        "wird",
+        "wo",
+        "wurde",
+        "wurden",
+        "zu",
+        "zum",
+        "zur",
+        "zwar",
+        "zwischen",
+        "haben",
+        "hat",
+        "hatte",
+        "hatten",
+        "werden",
+        "worden",
+        "wuerde",
+        "wuerden",
+        "koennen",
+        "koennte",
+        "muessen",
+        "muss",
+        "duerfen",
+        "moegen",
+        "wollen",
+        "will",
+        "wolle",
+        "wollte",
+        "mehr",
+        "schon",
+        "noch",
+        "bereits",
+        "zudem",
+        "ebenfalls",
+        "sowie",
+        "indes",
+        "unterdessen",
+        "demnach",
+        "zufolge",
+        "laut",
+        "gestern",
+        "heute",
+        "morgen",
+        "derzeit",
+        "zuletzt",
+        "zuvor",
+        "dazu",
+        "davon",
+        "damals",
+        "inzwischen",
+        "immer",
+        "erst",
+        "einmal",
+        "etwas",
+        "viel",
+        "viele",
+        "vielen",
+        "alle",
+        "allen",
+        "aller",
+        "alles",
+        "anderen",
+        "andere",
+        "anderer",
+        "beide",
+        "beiden",
+        "ganz",
+        "gar",
+        "selbst",
+        "eigentlich",
+        "offenbar",
+        "angeblich",
+        "bisher",
+        "bislang",
+        "weiter",
+        "weitere",
+        "weiteren",
+        "sagen",
+        "erklaeren",
+        "mitteilen",
+        "berichten",
+        "betonen",
+        "schreiben",
+        "heissen",
+        "melden",
+        "aeussern",
+        "sprechen",
+        "zitieren",
+        "verweisen",
+        "hinweisen",
+        "fragen",
+        "antworten",
+        "erzaehlen",
+        "meinen",
+        "glauben",
+        "denken",
+        "verlauten",
+        "lassen",
+        "geben",
+        "gehen",
+        "kommen",
+        "machen",
+        "stehen",
+        "sehen",
+        "bleiben",
+        "herr",
+        "frau",
+        "us",
+        "uhr",
+        "mal",
+        "mals",
+        "neue",
+        "neuen",
+        "neuer",
+        "neues",
+        "neu",
+    ]
+)
+
+# Change of state: the words in which German news reports that something happened or stopped.
+# Matched on folded text; each has a label shown in explanations.
+_CUES: tuple[tuple[str, str], ...] = (
+    ("abgesagt", r"\babgesagt|\babsage\b|\bsagt\w* .{0,40}\bab\b|\babzusagen"),
+    ("verschoben", r"\bverschoben|\bverschieb\w*|\bvertagt|\baufgeschoben"),
+    ("auf Eis", r"\bauf eis\b|\bauf (?:unbestimmte|spaetere) zeit\b"),
+    ("findet nicht statt", r"\b(?:findet|finden|wird|werde) (?:\w+ ){0,3}nicht statt|\bnicht stattfinden"),
+    ("geplatzt", r"\bgeplatzt|\bplatzen\b|\bgescheitert|\bscheitert|\babgebrochen|\bbricht .{0,30}\bab\b"),
+    ("gestoppt", r"\bgestoppt|\bstoppt\b|\bausgesetzt|\bsetzt .{0,30}\baus\b|\beingestellt"),
+    ("genehmigt", r"\bgenehmig\w*|\bfreigegeben|\bfreigabe erteilt|\bgruenes licht|\bzugestimmt\b"),
+    ("abgelehnt", r"\babgelehnt|\blehnt\w* .{0,40}\bab\b|\babsage erteilt|\bverweigert"),
+    ("zugesagt", r"\bzugesagt|\bsagt\w* .{0,40}\bzu\b|\bzusage\b"),
+    ("keine Zusage", r"\bkeine zusage|\bkeine (?:\w+ ){0,2}(?:liefer|freigabe)|\bnicht liefern"),
+    ("Sanktionen", r"\bsanktion\w*|\bstrafmassnahm\w*|\bverhaengt"),
+    ("Einigung", r"\beinigung\b|\bgeeinigt|\beinigen sich|\bvereinbart\w*|\babkommen\b|\bunterzeichnet"),
+    ("beschlossen", r"\bbeschlossen|\bbeschliesst|\bentschieden|\bentscheidet|\bentscheidung\b"),
+    ("telefoniert", r"\btelefoniert|\btelefonierten|\btelefonat am\b"),
+    ("getroffen", r"\btrafen sich|\btrifft sich|\bkamen .{0,40}zusammen\b"),
+    ("Kehrtwende", r"\bkehrtwende|\bumkehr|\brueckzieher|\bmacht einen rueckzieher"),
+    ("zurueckgetreten", r"\bzurueckgetreten|\bruecktritt|\btritt .{0,30}zurueck"),
+    ("Ausnahme", r"\bausnahme\w*"),
+)
+_CUE_RES = tuple((label, re.compile(pattern)) for label, pattern in _CUES)
+# Background: pluperfect ("hatten sich im August getroffen"), explicit earlier time references.
+_BACKGROUND_RE = re.compile(
+    r"\b(?:hatte|hatten|hattest|war|waren) (?:\w+ ){0,8}\w+(?:ge\w+t|ge\w+en|iert)\b[^,;:]*$|"
+    r"\b(?:bereits|schon) (?:im|am|seit|vor) |\bim (?:januar|februar|maerz|april|mai|juni|juli|august|"
+    r"september)\b|\bseit (?:jahren|monaten|langem)\b|\bdamals\b|\bvor (?:jahren|monaten)\b"
+)
+_NEGATION_RE = re.compile(r"\b(?:kein|keine|keinen|keinem|keiner|nicht|nie|niemals|vorerst keine)\b")
+_TOKEN_RE = re.compile(r"[^\W_]+(?:[-‐‑][^\W_]+)*", re.UNICODE)
+_NUMBER_RE = re.compile(r"^\d+(?:[.,]\d+)?$")
+_NUMBER_WORDS = frozenset(
+    [
+        "zwei",
+        "drei",
+        "vier",
+        "fuenf",
+        "sechs",
+        "sieben",
+        "acht",
+        "neun",
+        "zehn",
+        "elf",
+        "zwoelf",
+        "zwanzig",
+        "dreissig",
+        "hundert",
+        "tausend",
+        "millionen",
+        "milliarden",
+        "prozent",
+    ]
+)
+_WEEKDAYS = frozenset(["montag", "dienstag", "mittwoch", "donnerstag", "freitag", "samstag", "sonntag"])
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+@lru_cache(maxsize=200_000)
+def _parts(token: str) -> tuple[str, ...]:
+    """Folded lemma parts of one token: hyphenated compounds split into their lemmatised parts."""
+    pieces = re.split(r"[-‐‑]", token)
+    out = []
+    for piece in pieces:
+        if not piece:
+            continue
+        out.append(lemma(piece))
+    return tuple(p for p in out if p)
+
+
+@lru_cache(maxsize=200_000)
+def compound_parts(term: str) -> tuple[str, ...]:
+    """Split a closed German compound at a point where both sides are words of length >= 4
+    ('gipfeltreffen' -> ('gipfel', 'treffen')), linking -s- allowed. Empty when none is found."""
+    if len(term) < 10 or not term.isalpha():
+        return ()
+    import simplemma
+
+    for i in range(5, len(term) - 4):
+        head, tail = term[:i], term[i:]
+        for h in (head, head[:-1] if head.endswith("s") and len(head) > 4 else None):
+            if h and simplemma.is_known(h, lang="de") and simplemma.is_known(tail, lang="de"):
+                return (fold(h), fold(simplemma.lemmatize(tail, lang="de")))
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """One sentence reduced to the material of facts."""
+
+    text: str
+    terms: frozenset[str]  # content lemmas, folded (compound parts included)
+    names: frozenset[str]  # capitalised words inside the sentence that look like names
+    numbers: frozenset[str]  # digits, number words, weekdays
+    cues: tuple[str, ...]  # change-of-state cue labels
+    negated: bool
+    background: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.terms)
+
+
+@lru_cache(maxsize=100_000)
+def analyse(text: str) -> Sentence:
+    """Analyse one sentence (cached: wire copies repeat sentences verbatim)."""
+    import simplemma
+
+    text = _nfc(text.strip())
+    folded = fold(text)
+    terms: set[str] = set()
+    names: set[str] = set()
+    numbers: set[str] = set()
+    for index, match in enumerate(_TOKEN_RE.finditer(text)):
+        token = match.group(0)
+        if _NUMBER_RE.match(token):
+            numbers.add(token.replace(",", "."))
+            continue
+        parts = _parts(token)
+        if not parts:
+            continue
+        if len(parts) == 1:
+            base = parts[0]
+            if base in STOPWORDS or len(base) < 3:
+                continue
+            if base in _NUMBER_WORDS or base in _WEEKDAYS:
+                numbers.add(base)
+                continue
+            terms.add(base)
+        else:
+            joined = "-".join(parts)
+            terms.add(joined)
+            terms.update(p for p in parts if p not in STOPWORDS and len(p) >= 3)
+        if index > 0 and token[:1].isupper() and not simplemma.is_known(token, lang="de"):
+            names.add("-".join(parts))
+    cues = tuple(label for label, pattern in _CUE_RES if pattern.search(folded))
+    return Sentence(
+        text=text,
+        terms=frozenset(terms),
+        names=frozenset(names),
+        numbers=frozenset(numbers),
+        cues=cues,
+        negated=bool(_NEGATION_RE.search(folded)),
+        background=bool(_BACKGROUND_RE.search(folded)),
+    )
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a text, without bylines, photo credits and one-word lines."""
+    out = []
+    for sentence in sentences(_nfc(text)):
+        sentence = sentence.strip(" \t|·•-–—")
+        if len(sentence) < 12 or sum(ch.isalpha() for ch in sentence) < 8:
+            continue
+        out.append(sentence)
+    return out
+
+
+@dataclass(slots=True)
+class Reference:
+    """What is already known: the vocabulary and the sentences it comes from."""
+
+    vocab: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    numbers: set[str] = field(default_factory=set)
+    cues: set[str] = field(default_factory=set)
+    sentences: list[Sentence] = field(default_factory=list)
+
+    def add(self, sentence: Sentence) -> None:
+        self.sentences.append(sentence)
+        self.vocab.update(sentence.terms)
+        for term in sentence.terms:  # a known compound covers its parts ('Gipfeltreffen' -> 'Gipfel')
+            self.vocab.update(term.split("-") if "-" in term else compound_parts(term))
+        self.names.update(sentence.names)
+        self.numbers.update(sentence.numbers)
+        self.cues.update(sentence.cues)
+
+    def extend(self, items: Iterable[Sentence]) -> None:
+        for sentence in items:
+            self.add(sentence)
+
+    def copy(self) -> Reference:
+        return Reference(
+            set(self.vocab), set(self.names), set(self.numbers), set(self.cues), list(self.sentences)
+        )
+
+    def covers(self, term: str) -> float:
+        """1.0 when the term is known, 0.5 when one part of a compound is, else 0.0."""
+        if term in self.vocab:
+            return 1.0
+        parts = term.split("-") if "-" in term else compound_parts(term)
+        if parts:
+            known = sum(1 for p in parts if p in self.vocab)
+            if known == len(parts):
+                return 1.0
+            if known:
+                return 0.5
+        return 0.0
+
+
+@dataclass(slots=True)
+class BaselineModel:
+    """The story as the user knows it: sentences, vocabulary, actors, numbers, key terms."""
+
+    story_id: str
+    text: str
+    sentences: list[Sentence]
+    reference: Reference
+    key_terms: frozenset[str]  # salient terms: a sentence sharing none is off the story's topic
+    novelty_threshold: float
+
+    @property
+    def actors(self) -> frozenset[str]:
+        return frozenset(self.reference.names)
+
+
+DEFAULT_NOVELTY_THRESHOLD = 1.0
+
+
+def build_baseline(
+    story_id: str, text: str | None, *, novelty_threshold: float | None = None
+) -> BaselineModel:
+    """Analyse the baseline article once per story (at start-up)."""
+    text = text or ""
+    analysed = [analyse(s) for s in split_sentences(text)]
+    reference = Reference()
+    reference.extend(analysed)
+    counts: Counter[str] = Counter()
+    for sentence in analysed:
+        counts.update(sentence.terms)
+    key_terms = {t for t, n in counts.items() if n >= 2} | set(reference.names)
+    return BaselineModel(
+        story_id=story_id,
+        text=text,
+        sentences=analysed,
+        reference=reference,
+        key_terms=frozenset(key_terms),
+        novelty_threshold=DEFAULT_NOVELTY_THRESHOLD if novelty_threshold is None else novelty_threshold,
+    )
