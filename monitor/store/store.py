@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, update
@@ -449,6 +449,7 @@ class Store:
                 {
                     "id": d.id,
                     "story": d.story_id,
+                    "key": d.key,
                     "title": d.title,
                     "first_seen": d.first_seen,
                     "updated_at": d.updated_at,
@@ -464,3 +465,84 @@ class Store:
     def item_counts(self) -> dict[int, int]:
         with self.session() as session:
             return dict(session.execute(select(Item.feed_id, func.count()).group_by(Item.feed_id)).all())
+
+    # -- dashboard (monitor/web) -------------------------------------------------------------
+
+    def _bucket_expr(self, bucket: str) -> Any:
+        """SQL for the start of the hour/day an item was published in (UTC), as text or timestamp."""
+        if bucket not in ("hour", "day"):
+            raise ValueError(f"bucket must be 'hour' or 'day', not {bucket!r}")
+        if self.engine.dialect.name == "postgresql":
+            return func.date_trunc(bucket, Item.published)
+        fmt = "%Y-%m-%d %H:00:00" if bucket == "hour" else "%Y-%m-%d 00:00:00"
+        return func.strftime(fmt, Item.published)
+
+    def timeline(
+        self, story_id: str, bucket: str = "hour", since: datetime | None = None
+    ) -> list[tuple[datetime, str, int]]:
+        """Matched items of a story per hour/day (by publication time, UTC) and outlet:
+        ``[(bucket start, feed name, count), ...]`` in time order."""
+        expr = self._bucket_expr(bucket).label("bucket")
+        stmt = (
+            select(expr, FeedState.name, func.count())
+            .select_from(StoryMatch)
+            .join(Item, Item.id == StoryMatch.item_id)
+            .join(FeedState, FeedState.id == Item.feed_id)
+            .where(StoryMatch.story_id == story_id)
+            .group_by(expr, FeedState.name)
+            .order_by(expr, FeedState.name)
+        )
+        if since is not None:
+            stmt = stmt.where(Item.published >= since)
+        out: list[tuple[datetime, str, int]] = []
+        with self.session() as session:
+            for start, feed, count in session.execute(stmt):
+                if isinstance(start, str):
+                    start = datetime.fromisoformat(start)
+                out.append((start.replace(tzinfo=UTC) if start.tzinfo is None else start, feed, int(count)))
+        return out
+
+    def story_stats(self) -> dict[str, dict[str, Any]]:
+        """Per story: matched items, outlets, first/last publication, developments, last development."""
+        stats: dict[str, dict[str, Any]] = {}
+        with self.session() as session:
+            rows = session.execute(
+                select(
+                    StoryMatch.story_id,
+                    func.count(),
+                    func.count(func.distinct(Item.feed_id)),
+                    func.min(Item.published),
+                    func.max(Item.published),
+                )
+                .join(Item, Item.id == StoryMatch.item_id)
+                .group_by(StoryMatch.story_id)
+            )
+            for story_id, items, outlets, first, last in rows:
+                stats[story_id] = {
+                    "items": int(items),
+                    "outlets": int(outlets),
+                    "first_item": _as_utc(first),
+                    "last_item": _as_utc(last),
+                    "developments": 0,
+                    "last_development": None,
+                }
+            dev_rows = session.execute(
+                select(Development.story_id, func.count(), func.max(Development.first_seen)).group_by(
+                    Development.story_id
+                )
+            )
+            empty = {"items": 0, "outlets": 0, "first_item": None, "last_item": None}
+            for story_id, count, last in dev_rows:
+                entry = stats.setdefault(story_id, dict(empty))
+                entry["developments"] = int(count)
+                entry["last_development"] = _as_utc(last)
+        return stats
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """Aggregates (min/max) bypass the column type on SQLite: normalise to aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,93 @@
+"""Mark the words of a novel sentence that the baseline does not contain. Pure.
+
+The diff stage owns novelty (which sentences are new); this only shows *why* a sentence reads as
+new: its words whose folded form and lemma appear nowhere in the baseline. When the diff stage
+offers its own highlighter (``monitor.diff.highlight_segments``) that one is used instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from monitor import text as textlib
+
+# Words of the sentence as written (keeps umlauts, case and hyphenated compounds).
+_TOKEN_RE = re.compile(r"\w+(?:[-‐]\w+)*", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    text: str
+    new: bool
+
+
+@lru_cache(maxsize=64)
+def baseline_vocabulary(baseline_text: str) -> frozenset[str]:
+    """Folded words and their lemmas, plus the parts of hyphenated compounds."""
+    vocab: set[str] = set()
+    for word in textlib.words(baseline_text):
+        for part in (word, *word.split("-")):
+            vocab.add(part)
+            vocab.add(textlib.lemma(part))
+    return frozenset(vocab)
+
+
+def _is_known(word: str, vocab: frozenset[str]) -> bool:
+    folded = textlib.fold(word)
+    if len(folded) <= 2 and not folded.isdigit():
+        return True  # articles, prepositions, initials: never the news
+    parts = [folded, *folded.split("-")] if "-" in folded else [folded]
+    if folded in vocab or textlib.lemma(folded) in vocab:
+        return True
+    # A compound is known when all of its parts are ("Budapest-Gipfel" against "Gipfel in Budapest").
+    return len(parts) > 1 and all(p in vocab or textlib.lemma(p) in vocab for p in parts[1:])
+
+
+def highlight_segments(sentence: str, baseline_text: str) -> list[Segment]:
+    """Split ``sentence`` into segments; ``new`` marks words absent from the baseline."""
+    external = _diff_highlighter()
+    if external is not None:
+        return [Segment(text, bool(new)) for text, new in external(sentence, baseline_text)]
+    vocab = baseline_vocabulary(baseline_text)
+    segments: list[Segment] = []
+    pos = 0
+    for m in _TOKEN_RE.finditer(sentence):
+        if m.start() > pos:
+            segments.append(Segment(sentence[pos : m.start()], False))
+        word = m.group(0)
+        segments.append(Segment(word, bool(baseline_text) and not _is_known(word, vocab)))
+        pos = m.end()
+    if pos < len(sentence):
+        segments.append(Segment(sentence[pos:], False))
+    return _merge(segments)
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    """Join neighbouring new words (and the space between them) into one mark."""
+    out: list[Segment] = []
+    for i, seg in enumerate(segments):
+        if (
+            out
+            and not seg.new
+            and seg.text.isspace()
+            and out[-1].new
+            and i + 1 < len(segments)
+            and segments[i + 1].new
+        ):
+            out[-1] = Segment(out[-1].text + seg.text, True)
+            continue
+        if out and out[-1].new and seg.new:
+            out[-1] = Segment(out[-1].text + seg.text, True)
+            continue
+        out.append(seg)
+    return out
+
+
+def _diff_highlighter():  # type: ignore[no-untyped-def]
+    """The diff stage's highlighter, when it has one with the agreed signature
+    ``highlight_segments(sentence, baseline_text) -> [(text, is_new), ...]``."""
+    from monitor import diff
+
+    return getattr(diff, "highlight_segments", None)
