@@ -368,6 +368,11 @@ def _check_story(config: Config, story_id: str | None) -> None:
         _fail(f"--story: unknown story {story_id!r} (known: {known})", EXIT_CONFIG)
 
 
+from monitor.cli_db import db as _db_group  # noqa: E402 - registers `monitor db`
+
+cli.add_command(_db_group)
+
+
 def main() -> None:
     cli(prog_name="monitor")
 

@@ -310,12 +310,21 @@ class WebConfig(StrictModel):
     base_url: HttpUrl | None = Field(None, description="public URL of the dashboard, for links in exports")
 
 
+class OpsConfig(StrictModel):
+    """The operations endpoint of ``monitor run``: /healthz, /readyz, /metrics (Prometheus)."""
+
+    enabled: bool = True
+    listen: str = Field("127.0.0.1", min_length=1, description="address to bind (127.0.0.1: local only)")
+    port: int = Field(9464, ge=0, le=65535, description="0 picks a free port (logged)")
+
+
 class Config(StrictModel):
     database: str = DEFAULT_DATABASE_URL
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     feeds: list[FeedConfig] = Field(default_factory=list)
     stories: list[StoryConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     # Not part of the file: where it was read from (relative paths resolve against its folder).
     source: str = Field("<defaults>", exclude=True)

@@ -134,11 +134,14 @@ class Monitor:
         reports.sort(key=lambda r: order.get(r.feed, 0))
         return PollSummary(reports, time.perf_counter() - started)
 
-    async def poll_feed(self, name: str, *, scheduled: bool = False) -> FeedPollReport:
+    async def poll_feed(
+        self, name: str, *, scheduled: bool = False, slot: datetime | None = None
+    ) -> FeedPollReport:
         """Poll one feed. Never raises for what a server sends; database errors do raise.
 
         ``scheduled`` polls respect the feed's back-off and cache lower bounds; a manual poll
-        (``monitor poll``) asks now.
+        (``monitor poll``) asks now. ``slot`` (the schedule's fire time) makes a scheduled poll
+        idempotent: a slot already committed for this feed (by any node) is skipped.
         """
         if name in self._in_flight:
             return FeedPollReport(name, "skipped", error="a poll of this feed is already running")
@@ -147,7 +150,7 @@ class Monitor:
             self._idle = anyio.Event()
         started = time.perf_counter()
         try:
-            report = await self._poll_feed(name, scheduled)
+            report = await self._poll_feed(name, scheduled, slot)
         finally:
             self._in_flight.discard(name)
             if not self._in_flight:
@@ -155,13 +158,15 @@ class Monitor:
         report.elapsed = time.perf_counter() - started
         return report
 
-    async def _poll_feed(self, name: str, scheduled: bool) -> FeedPollReport:
+    async def _poll_feed(self, name: str, scheduled: bool, slot: datetime | None = None) -> FeedPollReport:
         assert self.fetcher is not None, "Monitor is not open"
         state = await anyio.to_thread.run_sync(self.store.feed_state, name)
         if state is None:
             return FeedPollReport(name, "error", error="feed is not configured")
         if state.disabled:
             return FeedPollReport(name, "disabled", error=state.disabled_reason)
+        if slot is not None and state.last_slot is not None and state.last_slot >= slot:
+            return FeedPollReport(name, "skipped", error="this schedule slot was already polled")
         now = datetime.now(UTC)
         # Slack: the schedule's own jitter (and the fetch time) must not skip a whole interval.
         interval = self._health_policy(name).interval
@@ -179,7 +184,7 @@ class Monitor:
             if body_hash != state.body_hash:
                 parsed = await anyio.to_thread.run_sync(self._parse, result)
         return await anyio.to_thread.run_sync(
-            self._write_poll, name, result, parsed, body_hash, limiter=self._db_limiter
+            self._write_poll, name, result, parsed, body_hash, slot, limiter=self._db_limiter
         )
 
     def _parse(self, result: FetchResult) -> ParsedFeed:
@@ -191,9 +196,20 @@ class Monitor:
         )
 
     def _write_poll(
-        self, name: str, result: FetchResult, parsed: ParsedFeed | None, body_hash: str | None
+        self,
+        name: str,
+        result: FetchResult,
+        parsed: ParsedFeed | None,
+        body_hash: str | None,
+        slot: datetime | None = None,
     ) -> FeedPollReport:
         with self.store.poll_transaction(name) as tx:
+            if slot is not None:
+                # The feed row is locked (FOR UPDATE on PostgreSQL): this check and the write commit
+                # together, so each slot is committed once across the cluster, re-runs included.
+                if tx.state.last_slot is not None and tx.state.last_slot >= slot:
+                    return FeedPollReport(name, "skipped", error="this schedule slot was already polled")
+                tx.state.last_slot = slot
             report = FeedPollReport(name, "ok", http_status=result.status)
             self._update_health(tx, result, parsed, body_hash, report)
             if parsed is not None and parsed.is_feed:

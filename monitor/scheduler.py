@@ -4,14 +4,28 @@ Design notes (see ../shared/notes/apscheduler-4-findings.md for the measurements
 - Schedules live in the monitor's own database (APScheduler's SQLAlchemy data store), one per feed,
   id ``poll:<feed name>``, added with ``ConflictPolicy.do_nothing`` so a restart keeps their phase;
   a schedule whose interval/jitter changed in feeds.yaml is replaced, a removed feed's is removed.
+  With PostgreSQL every node adds the same schedules and the PostgreSQL (NOTIFY) event broker tells
+  the others; APScheduler's SELECT ... FOR UPDATE SKIP LOCKED claims give each fire to one node.
 - The poll task has ``max_running_jobs=None``: APScheduler's limit is per task and cluster-wide, so
-  it cannot mean "one poll per feed". ``Monitor.poll_feed`` refuses a second concurrent poll of the
-  same feed in one process, and the store serialises writes per feed across processes.
+  it cannot mean "one poll per feed". Instead a poll holds a PostgreSQL advisory lock per feed for
+  its whole duration (``monitor.store.cluster.feed_poll_lock``; a second poll of the same feed
+  anywhere in the cluster is skipped as "busy"), and ``Monitor.poll_feed`` refuses a concurrent poll
+  of the same feed in one process (SQLite: one node).
+- Exactly once per slot: each poll carries its slot (the schedule's fire time without jitter) and
+  commits it with the feed row locked; a re-run of a slot that was already committed (APScheduler
+  re-runs a crashed node's jobs once their lease expires) commits nothing. Items, matches,
+  developments and outbox deliveries have unique constraints besides.
 - The node identity is stable (``--node-id``, default the host name): a restart with a new identity
-  can hang on leases its predecessor left behind.
-- A watchdog wakes the scheduler every ``WATCHDOG_PERIOD`` seconds, so schedules whose leases a dead
-  or stopped node left behind are picked up once the lease expires (APScheduler 4.0.0a6 otherwise
-  sleeps until a schedule event that never comes). Bound: lease duration + watchdog period.
+  can hang on leases its predecessor left behind; with the same identity it takes them back at once.
+- A watchdog wakes the schedule and job loops every ``WATCHDOG_PERIOD`` seconds, so schedules and
+  jobs whose leases a dead or stopped node left behind are picked up once the lease expires
+  (APScheduler 4.0.0a6 otherwise sleeps until a schedule event that never comes).
+  Bound: ``RECOVERY_BOUND`` = lease duration + watchdog period (20 s) after a node's death, plus at
+  most one poll interval until the feed's next slot.
+- APScheduler creates its tables itself, and that DDL races when nodes start at the same moment on
+  an empty database: its start-up runs under the same advisory lock as the migrations.
+- On SIGTERM in-flight polls finish (bounded by ``DRAIN_TIMEOUT``), then the scheduler stops and
+  the node gives back the schedule leases it still holds, so the others need not wait for them.
 """
 
 from __future__ import annotations
@@ -22,11 +36,12 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import anyio
-from apscheduler import AsyncScheduler, ConflictPolicy
+from apscheduler import AsyncScheduler, ConflictPolicy, RunState, current_job
 from apscheduler._enums import CoalescePolicy
-from apscheduler._events import ScheduleUpdated
+from apscheduler._events import JobAdded, ScheduleUpdated
 from apscheduler.abc import EventBroker
 from apscheduler.datastores.sqlalchemy import SQLAlchemyDataStore
 from apscheduler.eventbrokers.local import LocalEventBroker
@@ -34,22 +49,29 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from monitor import ops
 from monitor.config import Config
-from monitor.pipeline import Monitor
+from monitor.pipeline import FeedPollReport, Monitor
+from monitor.store.cluster import feed_poll_lock, release_schedule_leases, schema_lock
 from monitor.store.database import _sqlite_pragmas, async_url, is_sqlite, normalise_url
 
 log = logging.getLogger(__name__)
 
 POLL_TASK_ID = "monitor.poll_feed"
 SCHEDULE_PREFIX = "poll:"
-LEASE_DURATION = 30.0  # seconds a node may hold a schedule or job before others may take it
+# Seconds a node may hold a schedule or job before others may take it. APScheduler renews the
+# leases of running jobs every half lease, so a long poll keeps its job; a dead node's lease lapses.
+LEASE_DURATION = 15.0
 WATCHDOG_PERIOD = 5.0
 # Bound on how long schedules abandoned by a crashed node stay idle (documented in the README).
 RECOVERY_BOUND = LEASE_DURATION + WATCHDOG_PERIOD
 DRAIN_TIMEOUT = 20.0  # seconds in-flight polls get to finish on SIGTERM
+FETCHED = frozenset({"ok", "not_modified", "unchanged", "error"})  # statuses of a poll that fetched
 
-# The job function must be importable by reference; it reaches the running Monitor through here.
+# The job function must be importable by reference; it reaches the running node through these.
 _current_monitor: Monitor | None = None
+_current_engine: AsyncEngine | None = None
+_current_node: str = ""
 
 
 def default_node_id() -> str:
@@ -60,27 +82,50 @@ def schedule_id(feed_name: str) -> str:
     return SCHEDULE_PREFIX + feed_name
 
 
+def _current_slot() -> tuple[datetime | None, str | None]:
+    """The running job's slot (its schedule fire time without jitter) and id."""
+    try:
+        job = current_job.get()
+    except LookupError:
+        return None, None
+    fire = job.scheduled_fire_time
+    if fire is None:
+        return None, str(job.id)
+    return fire - (job.jitter or timedelta(0)), str(job.id)
+
+
 async def poll_feed_job(feed_name: str) -> dict[str, Any]:
-    """The scheduled task: one poll of one feed. Safe to re-run (polls are idempotent)."""
-    monitor = _current_monitor
-    if monitor is None or monitor.stopping:
+    """The scheduled task: one poll of one feed. Safe to re-run (polls are idempotent per slot)."""
+    monitor, engine = _current_monitor, _current_engine
+    if monitor is None or engine is None or monitor.stopping:
         return {"feed": feed_name, "status": "skipped"}
-    report = await monitor.poll_feed(feed_name, scheduled=True)
-    level = logging.WARNING if report.status == "error" else logging.INFO
-    log.log(
-        level,
-        "polled feed",
-        extra={
-            "feed": feed_name,
-            "status": report.status,
-            "new": report.new,
-            "updated": report.updated,
-            "matched": report.matched,
-            "developments": report.developments,
-            "error": report.error,
-            "elapsed": round(report.elapsed, 3),
-        },
-    )
+    slot, job_id = _current_slot()
+    async with feed_poll_lock(engine, feed_name) as acquired:
+        if acquired:
+            report = await monitor.poll_feed(feed_name, scheduled=True, slot=slot)
+        else:
+            report = FeedPollReport(feed_name, "busy", error="another node is polling this feed")
+    fields = {
+        "feed": feed_name,
+        "status": report.status,
+        "slot": slot.isoformat() if slot else None,
+        "node": _current_node,
+        "job": job_id,
+    }
+    if report.status in FETCHED:
+        level = logging.WARNING if report.status == "error" else logging.INFO
+        fields.update(
+            new=report.new,
+            updated=report.updated,
+            matched=report.matched,
+            developments=report.developments,
+            error=report.error,
+            elapsed=round(report.elapsed, 3),
+        )
+        log.log(level, "polled feed", extra=fields)
+    else:
+        log.info("poll skipped", extra={**fields, "reason": report.error})
+    ops.observe_poll(report.status, report.elapsed, report.new, report.developments)
     return {"feed": feed_name, "status": report.status, "new": report.new}
 
 
@@ -90,7 +135,8 @@ def make_scheduler_engine(database_url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    # APScheduler's loops, the event broker and one advisory-lock connection per running poll.
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
 
 
 def make_event_broker(database_url: str, engine: AsyncEngine) -> EventBroker:
@@ -145,11 +191,16 @@ async def reconcile_schedules(scheduler: AsyncScheduler, config: Config) -> dict
 
 
 async def watchdog(scheduler: AsyncScheduler, period: float = WATCHDOG_PERIOD) -> None:
-    """Wake the schedule loop periodically so expired leases are noticed (see module doc)."""
+    """Wake the schedule and job loops periodically so expired leases are noticed (module doc).
+    Local events only: each node wakes itself; nothing is sent to the other nodes."""
     while True:
         await anyio.sleep(period)
+        now = datetime.now(UTC)
         await scheduler.event_broker.publish_local(
-            ScheduleUpdated(schedule_id="watchdog", task_id=POLL_TASK_ID, next_fire_time=datetime.now(UTC))
+            ScheduleUpdated(schedule_id="watchdog", task_id=POLL_TASK_ID, next_fire_time=now)
+        )
+        await scheduler.event_broker.publish_local(
+            JobAdded(job_id=uuid4(), task_id=POLL_TASK_ID, schedule_id=None)
         )
 
 
@@ -161,28 +212,36 @@ async def run_daemon(
     on_started: Callable[[Monitor, AsyncScheduler], Awaitable[None]] | None = None,
 ) -> None:
     """Run until ``stop`` is set; then let in-flight polls finish (bounded) and stop cleanly."""
-    global _current_monitor
+    global _current_monitor, _current_engine, _current_node
     node_id = node_id or default_node_id()
-    async with Monitor(config) as monitor:
-        _current_monitor = monitor
+    async with Monitor(config) as monitor:  # opening it migrates the schema (under a lock)
         engine = make_scheduler_engine(normalise_url(config.database))
+        _current_monitor, _current_engine, _current_node = monitor, engine, node_id
+        scheduler: AsyncScheduler | None = None
         try:
             data_store = SQLAlchemyDataStore(engine)
             broker = make_event_broker(config.database, engine)
-            async with AsyncScheduler(
+            scheduler = AsyncScheduler(
                 data_store,
                 broker,
                 identity=node_id,
                 lease_duration=timedelta(seconds=LEASE_DURATION),
                 max_concurrent_jobs=max(config.fetch.concurrency, 10),
-            ) as scheduler:
+            )
+            # APScheduler creates its tables on entry; serialise that across nodes (DDL race).
+            async with schema_lock(engine):
+                await scheduler.__aenter__()
+            try:
                 await scheduler.configure_task(POLL_TASK_ID, func=poll_feed_job, max_running_jobs=None)
                 counts = await reconcile_schedules(scheduler, config)
                 log.info("schedules reconciled", extra={"node": node_id, **counts})
+                # Other periodic work (e.g. the alert delivery worker) is configured here.
                 await scheduler.start_in_background()
                 log.info("daemon started", extra={"node": node_id, "feeds": len(config.feeds)})
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(watchdog, scheduler)
+                    if config.ops.enabled:
+                        await _start_ops(tg, monitor, scheduler, config, node_id)
                     if on_started is not None:
                         await on_started(monitor, scheduler)
                     await stop.wait()
@@ -193,7 +252,31 @@ async def run_daemon(
                     tg.cancel_scope.cancel()
                 await scheduler.stop()
                 await scheduler.wait_until_stopped()
+            finally:
+                await scheduler.__aexit__(None, None, None)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                released = await release_schedule_leases(engine, node_id)
+                if released:
+                    log.info("released schedule leases", extra={"node": node_id, "schedules": released})
         finally:
-            _current_monitor = None
+            _current_monitor, _current_engine = None, None
             await engine.dispose()
     log.info("daemon stopped", extra={"node": node_id})
+
+
+async def _start_ops(
+    tg: anyio.abc.TaskGroup, monitor: Monitor, scheduler: AsyncScheduler, config: Config, node_id: str
+) -> None:
+    """Serve /healthz, /readyz, /metrics. A port in use is logged, not fatal: polling matters more."""
+    server = ops.OpsServer(
+        ops.OpsState(monitor.store, lambda: scheduler.state is RunState.started, node_id),
+        listen=config.ops.listen,
+        port=config.ops.port,
+    )
+    try:
+        await tg.start(server.serve)
+    except OSError as exc:
+        log.error(
+            "ops endpoint could not start",
+            extra={"listen": config.ops.listen, "port": config.ops.port, "error": str(exc)},
+        )

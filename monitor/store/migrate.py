@@ -26,6 +26,9 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
+# Alembic narrates every step at INFO; our own log line says what was migrated.
+if logging.getLogger("alembic").level == logging.NOTSET:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "metadata"})
 # pg_advisory_lock key shared by migrations and APScheduler's table creation ("story-monitor schema").

@@ -63,6 +63,9 @@ class FeedState(SQLModel, table=True):
     feed_ttl: float | None = None  # seconds, the feed's RSS <ttl> (kept across 304 answers)
     polls_total: int = 0
     polls_not_modified: int = 0
+    # Scheduled fire time of the last committed scheduled poll: a re-run of the same or an older
+    # slot (a crashed node's job, re-run by APScheduler after its lease expired) commits nothing.
+    last_slot: datetime | None = Field(default=None, sa_type=UTCDateTime)
     latency_avg: float | None = None  # seconds, exponential moving average
     items_total: int = 0
     problems: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))

@@ -1,0 +1,107 @@
+"""SQL for cluster mode and operations: PostgreSQL advisory locks, APScheduler lease clean-up, and the
+numbers behind /readyz and /metrics. (The storage layer is the only place with SQL.)
+
+Advisory locks are session locks on a dedicated connection: PostgreSQL drops them the moment that
+connection goes away, so a SIGKILLed node never leaves a lock behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from monitor.store.migrate import SCHEMA_LOCK_KEY
+from monitor.store.models import Delivery, Development, FeedState, Item
+from monitor.store.store import Store
+
+
+def lock_key(namespace: str, name: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``name`` in ``namespace``."""
+    digest = hashlib.blake2b(f"{namespace}\0{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@asynccontextmanager
+async def feed_poll_lock(engine: AsyncEngine, feed_name: str) -> AsyncIterator[bool]:
+    """Try to take the cluster-wide "this feed is being polled" lock. Yields whether this node has
+    it; without it the caller must not poll. Always true on SQLite (one node; the process keeps its
+    own set of in-flight feeds)."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = lock_key("monitor.poll", feed_name)
+    async with engine.connect() as conn:
+        got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+        await conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                await conn.commit()
+
+
+@asynccontextmanager
+async def schema_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The schema lock of ``monitor.store.migrate``, for APScheduler's table creation (its DDL races
+    when several nodes start on an empty database at the same moment)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+        await conn.commit()
+        try:
+            yield
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            await conn.commit()
+
+
+async def release_schedule_leases(engine: AsyncEngine, node_id: str) -> int:
+    """Give back the schedules this node still holds (APScheduler 4.0.0a6 leaves them leased after
+    ``stop()``), so other nodes need not wait for the leases to expire. Their fire times were not
+    advanced: the next node to acquire them fires them (coalesced) at once."""
+    async with engine.begin() as conn:
+        if not await conn.run_sync(lambda c: c.dialect.has_table(c, "schedules")):
+            return 0
+        result = await conn.execute(
+            text("UPDATE schedules SET acquired_by = NULL, acquired_until = NULL WHERE acquired_by = :n"),
+            {"n": node_id},
+        )
+        return result.rowcount or 0
+
+
+def ping(store: Store) -> None:
+    """Raise unless the database answers."""
+    with store.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def ops_snapshot(store: Store) -> dict[str, Any]:
+    """Counts for /metrics, read at scrape time (so every node reports the cluster-wide numbers)."""
+    with store.session() as session:
+        deliveries = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        feeds = [
+            (name, streak or 0, bool(disabled))
+            for name, streak, disabled in session.execute(
+                select(FeedState.name, FeedState.error_streak, FeedState.disabled)
+            )
+        ]
+        items = session.scalar(select(func.count()).select_from(Item)) or 0
+        developments = session.scalar(select(func.count()).select_from(Development)) or 0
+        jobs: int | None = None
+        if store.engine.dialect.has_table(session.connection(), "jobs"):
+            jobs = session.scalar(text("SELECT count(*) FROM jobs")) or 0
+    return {
+        "deliveries": {str(k): int(v) for k, v in deliveries.items()},
+        "feeds": feeds,
+        "items": int(items),
+        "developments": int(developments),
+        "jobs_queued": jobs,
+    }
