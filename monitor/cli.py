@@ -373,6 +373,11 @@ from monitor.cli_db import db as _db_group  # noqa: E402 - registers `monitor db
 cli.add_command(_db_group)
 
 
+from monitor.cli_web import register as _register_web  # noqa: E402 - serve, export, feeds import/export
+
+_register_web(cli)
+
+
 def main() -> None:
     cli(prog_name="monitor")
 

@@ -141,6 +141,27 @@ def feed_health(config: Config, store: Store) -> list[dict[str, Any]]:
                 "latency_avg": round(s.latency_avg, 3) if s.latency_avg is not None else None,
             }
         )
+    seen = {r["name"] for r in rows}
+    for feed in config.feeds:  # configured but never polled: no state row yet
+        if feed.name not in seen:
+            rows.append(
+                {
+                    "name": feed.name,
+                    "url": feed.url,
+                    "configured_url": feed.url,
+                    "status": "new",
+                    **dict.fromkeys(
+                        ("last_polled", "last_success", "last_status", "last_error_kind", "last_error"), None
+                    ),
+                    "error_streak": 0,
+                    "failing_since": None,
+                    "disabled_reason": None,
+                    "items": 0,
+                    "polls": 0,
+                    "not_modified_ratio": None,
+                    "latency_avg": None,
+                }
+            )
     order = {"down": 0, "disabled": 0, "failing": 0, "new": 1, "ok": 2}
     rows.sort(key=lambda r: (order[r["status"]], -r["error_streak"], r["name"]))
     return rows
