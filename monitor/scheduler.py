@@ -236,6 +236,9 @@ async def run_daemon(
                 counts = await reconcile_schedules(scheduler, config)
                 log.info("schedules reconciled", extra={"node": node_id, **counts})
                 # Other periodic work (e.g. the alert delivery worker) is configured here.
+                from monitor.alert.schedule import schedule_delivery  # the alert outbox worker
+
+                await schedule_delivery(scheduler, config)
                 await scheduler.start_in_background()
                 log.info("daemon started", extra={"node": node_id, "feeds": len(config.feeds)})
                 async with anyio.create_task_group() as tg:

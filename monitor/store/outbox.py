@@ -1,0 +1,409 @@
+"""The alert outbox's SQL: claiming due deliveries, recording attempts and outcomes, digests.
+
+Rows are written by ``PollTransaction.add_development`` / ``enqueue`` in the transaction that
+creates their cause; everything after that happens here. States of a ``Delivery``:
+
+    pending --claim--> sending --sent--> sent
+       ^                  |   --failed (retry later)--> pending
+       |                  |   --failed (too many attempts / too old / permanent)--> dead
+       +--lease expired---+   (the worker died mid-send: taken up again)
+    pending (development on a digest channel) --digest built--> digested
+    pending (filtered out by min_score / stories) --> skipped
+    dead --monitor alerts retry--> pending
+
+A claim is a committed write (status ``sending``, ``next_attempt_at`` = end of the lease), so two
+workers (threads, processes or nodes) never send the same row at the same time, and a worker that
+dies leaves a row that another worker takes up once the lease has expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+
+from monitor.store.models import (
+    Delivery,
+    DeliveryAttempt,
+    Development,
+    DevelopmentSource,
+    FeedState,
+    Item,
+    utcnow,
+)
+from monitor.store.store import Store, _insert_for
+
+FINAL_STATES = ("sent", "dead", "digested", "skipped")
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    id: int
+    idempotency_key: str
+    channel: str
+    kind: str
+    development_id: int | None
+    feed_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    attempt_id: int = 0
+
+
+@dataclass(slots=True)
+class DigestResult:
+    key: str
+    members: int
+    skipped: int = 0
+
+
+@dataclass(slots=True)
+class DeliveryRow:
+    """A delivery as ``monitor alerts list`` shows it."""
+
+    id: int
+    idempotency_key: str
+    channel: str
+    kind: str
+    status: str
+    attempts: int
+    development_id: int | None
+    feed_id: int | None
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+    title: str | None = None
+    unknown_outcomes: int = 0  # attempts interrupted before their outcome was recorded
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "idempotency_key": self.idempotency_key,
+            "channel": self.channel,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "development_id": self.development_id,
+            "feed_id": self.feed_id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "next_attempt_at": self.next_attempt_at if self.status in ("pending", "sending") else None,
+            "sent_at": self.sent_at,
+            "last_error": self.last_error,
+            "unknown_outcomes": self.unknown_outcomes,
+        }
+
+
+class Outbox:
+    """SQL for the delivery worker and the ``monitor alerts`` commands. Synchronous; the worker
+    calls it from a thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    def claim(
+        self,
+        instant_channels: Sequence[str],
+        digest_channels: Sequence[str],
+        *,
+        lease: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> list[ClaimedDelivery]:
+        """Claim up to ``limit`` due deliveries (oldest first) for the given channels. On a digest
+        channel only digests and source alerts are sent; its developments wait for the digest."""
+        now = now or utcnow()
+        if not instant_channels and not digest_channels:
+            return []
+        channel_filter = []
+        if instant_channels:
+            channel_filter.append(Delivery.channel.in_(list(instant_channels)))
+        if digest_channels:
+            channel_filter.append(
+                and_(Delivery.channel.in_(list(digest_channels)), Delivery.kind != "development")
+            )
+        due = and_(
+            Delivery.status.in_(("pending", "sending")),
+            Delivery.next_attempt_at <= now,
+            or_(*channel_filter),
+        )
+        with self.store.session() as session:
+            stmt = select(Delivery).where(due).order_by(Delivery.id).limit(limit)
+            if self.store.engine.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list(session.scalars(stmt))
+            claimed: list[ClaimedDelivery] = []
+            until = now + timedelta(seconds=lease)
+            for row in rows:
+                # Guarded update: if another worker claimed it in between, nothing changes here.
+                result = session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == row.id, due)
+                    .values(status="sending", attempts=Delivery.attempts + 1, next_attempt_at=until)
+                )
+                if result.rowcount != 1:
+                    continue
+                attempt = DeliveryAttempt(delivery_id=row.id or 0, attempt=row.attempts + 1, started_at=now)
+                session.add(attempt)
+                session.flush()
+                claimed.append(
+                    ClaimedDelivery(
+                        id=row.id or 0,
+                        idempotency_key=row.idempotency_key,
+                        channel=row.channel,
+                        kind=row.kind,
+                        development_id=row.development_id,
+                        feed_id=row.feed_id,
+                        payload=dict(row.payload or {}),
+                        attempts=row.attempts + 1,
+                        created_at=row.created_at,
+                        attempt_id=attempt.id or 0,
+                    )
+                )
+            session.commit()
+            return claimed
+
+    def finish(
+        self,
+        claimed: ClaimedDelivery,
+        outcome: str,
+        *,
+        error: str | None = None,
+        status_code: int | None = None,
+        retry_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record the outcome of one attempt: ``sent``, ``failed`` (retry at ``retry_at``), ``dead``
+        or ``skipped`` (filtered out)."""
+        now = now or utcnow()
+        status = {"sent": "sent", "failed": "pending", "dead": "dead", "skipped": "skipped"}[outcome]
+        values: dict[str, Any] = {"status": status, "last_error": error}
+        if outcome == "sent":
+            values["sent_at"] = now
+        if outcome == "failed":
+            values["next_attempt_at"] = retry_at or now
+        with self.store.session() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == claimed.id, Delivery.status == "sending")
+                .values(**values)
+            )
+            if claimed.attempt_id:
+                session.execute(
+                    update(DeliveryAttempt)
+                    .where(DeliveryAttempt.id == claimed.attempt_id)
+                    .values(
+                        outcome=outcome,
+                        finished_at=now,
+                        status_code=status_code,
+                        error=error,
+                    )
+                )
+            session.commit()
+
+    def build_digest(
+        self,
+        channel: str,
+        key: str,
+        cutoff: datetime,
+        accept: Callable[[str, float], str | None],
+        now: datetime | None = None,
+    ) -> DigestResult | None:
+        """Gather the pending developments of a digest channel enqueued before ``cutoff`` into one
+        ``digest`` delivery with the idempotency key ``key``. ``accept(story, score)`` returns None
+        to include a development or the reason to skip it. Nothing is created when there is
+        nothing to send, and a second call with the same key does nothing."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            if session.scalar(select(Delivery.id).where(Delivery.idempotency_key == key)) is not None:
+                return None
+            rows = session.execute(
+                select(Delivery.id, Delivery.development_id, Development.story_id, Development.score)
+                .join(Development, Development.id == Delivery.development_id)
+                .where(
+                    Delivery.channel == channel,
+                    Delivery.kind == "development",
+                    Delivery.status == "pending",
+                    Delivery.created_at < cutoff,
+                )
+                .order_by(Development.first_seen, Delivery.id)
+            ).all()
+            members: list[tuple[int, int]] = []
+            skipped = 0
+            for delivery_id, dev_id, story_id, score in rows:
+                reason = accept(story_id, score)
+                if reason is None:
+                    members.append((delivery_id, dev_id))
+                else:
+                    skipped += 1
+                    session.execute(
+                        update(Delivery)
+                        .where(Delivery.id == delivery_id, Delivery.status == "pending")
+                        .values(status="skipped", last_error=reason)
+                    )
+            if not members:
+                session.commit()
+                return None
+            stmt = _insert_for(self.store.engine, Delivery).on_conflict_do_nothing(
+                index_elements=["idempotency_key"]
+            )
+            inserted = session.execute(
+                stmt.returning(Delivery.id),
+                [
+                    {
+                        "idempotency_key": key,
+                        "channel": channel,
+                        "kind": "digest",
+                        "payload": {
+                            "members": [m[0] for m in members],
+                            "developments": [m[1] for m in members],
+                            "cutoff": cutoff.isoformat(),
+                        },
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                ],
+            ).scalar()
+            if inserted is None:  # another worker built it at the same moment
+                session.rollback()
+                return None
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_([m[0] for m in members]), Delivery.status == "pending")
+                .values(status="digested", last_error=None, sent_at=None)
+            )
+            session.commit()
+            return DigestResult(key, len(members), skipped)
+
+    # -- what the messages say ------------------------------------------------------------------
+
+    def developments_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Developments with their sources, in the shape of ``monitor developments --json``."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        with self.store.session() as session:
+            devs = list(session.scalars(select(Development).where(Development.id.in_(ids))))
+            sources: dict[int, list[dict[str, Any]]] = {d.id or 0: [] for d in devs}
+            rows = session.execute(
+                select(DevelopmentSource, Item, FeedState.name)
+                .join(Item, Item.id == DevelopmentSource.item_id)
+                .join(FeedState, FeedState.id == Item.feed_id)
+                .where(DevelopmentSource.development_id.in_(ids))
+                .order_by(Item.published, Item.id)
+            )
+            for src, item, feed_name in rows:
+                sources[src.development_id].append(
+                    {
+                        "url": item.url,
+                        "feed": feed_name,
+                        "title": item.title,
+                        "published": item.published,
+                        "sentences": list(src.sentences),
+                    }
+                )
+            return {
+                d.id or 0: {
+                    "id": d.id,
+                    "story": d.story_id,
+                    "key": d.key,
+                    "title": d.title,
+                    "first_seen": d.first_seen,
+                    "score": d.score,
+                    "novel": list(d.novel),
+                    "sources": sources.get(d.id or 0, []),
+                }
+                for d in devs
+            }
+
+    def feed_name(self, feed_id: int | None) -> tuple[str | None, str | None]:
+        if feed_id is None:
+            return None, None
+        with self.store.session() as session:
+            row = session.execute(
+                select(FeedState.name, FeedState.current_url).where(FeedState.id == feed_id)
+            ).first()
+            return (row[0], row[1]) if row else (None, None)
+
+    # -- the CLI --------------------------------------------------------------------------------
+
+    def list(self, statuses: Sequence[str] | None = None, limit: int = 1000) -> list[DeliveryRow]:
+        with self.store.session() as session:
+            unknown = (
+                select(DeliveryAttempt.delivery_id, func.count().label("n"))
+                .where(DeliveryAttempt.outcome.is_(None))
+                .group_by(DeliveryAttempt.delivery_id)
+                .subquery()
+            )
+            stmt = (
+                select(Delivery, Development.title, unknown.c.n)
+                .outerjoin(Development, Development.id == Delivery.development_id)
+                .outerjoin(unknown, unknown.c.delivery_id == Delivery.id)
+                .order_by(Delivery.id.desc())
+                .limit(limit)
+            )
+            if statuses:
+                stmt = stmt.where(Delivery.status.in_(list(statuses)))
+            out = []
+            for d, title, n_unknown in session.execute(stmt):
+                out.append(
+                    DeliveryRow(
+                        id=d.id or 0,
+                        idempotency_key=d.idempotency_key,
+                        channel=d.channel,
+                        kind=d.kind,
+                        status=d.status,
+                        attempts=d.attempts,
+                        development_id=d.development_id,
+                        feed_id=d.feed_id,
+                        created_at=d.created_at,
+                        next_attempt_at=d.next_attempt_at,
+                        sent_at=d.sent_at,
+                        last_error=d.last_error,
+                        title=title or (d.payload or {}).get("feed"),
+                        unknown_outcomes=int(n_unknown or 0),
+                    )
+                )
+            return out
+
+    def get(self, delivery_id: int) -> Delivery | None:
+        with self.store.session() as session:
+            return session.get(Delivery, delivery_id)
+
+    def retry(self, delivery_id: int, now: datetime | None = None) -> bool:
+        """Make a dead (or waiting) delivery due now with a fresh attempt budget and age. A sent,
+        digested or skipped delivery is left alone (returns False)."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status.in_(("dead", "pending")))
+                .values(status="pending", attempts=0, next_attempt_at=now, created_at=now)
+            )
+            session.commit()
+            return result.rowcount == 1
+
+    def counts(self) -> dict[str, int]:
+        with self.store.session() as session:
+            return dict(
+                session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+            )
+
+    def attempts(self, delivery_id: int) -> list[DeliveryAttempt]:
+        with self.store.session() as session:
+            return list(
+                session.scalars(
+                    select(DeliveryAttempt)
+                    .where(DeliveryAttempt.delivery_id == delivery_id)
+                    .order_by(DeliveryAttempt.id)
+                )
+            )
