@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monitor.config import Config, StoryConfig
+from monitor.fetch import Fetcher
 
 
 class BaselineError(Exception):
@@ -30,3 +31,27 @@ def load_baseline_text(config: Config, story: StoryConfig) -> str | None:
                 f"{config.source}: stories[{story.id}].baseline.path: cannot read {path}: {exc}"
             ) from None
     return None
+
+
+async def fetch_baseline_text(config: Config, story: StoryConfig, fetcher: Fetcher | None) -> str | None:
+    """Like ``load_baseline_text``, and a ``url`` baseline is fetched through the Fetcher (the
+    configured limits; the URL is the user's own, so it may be an intranet address) and its
+    article text extracted with trafilatura."""
+    baseline = story.baseline
+    if baseline is None or baseline.url is None:
+        return load_baseline_text(config, story)
+    if fetcher is None:
+        raise BaselineError(f"{config.source}: stories[{story.id}].baseline.url: no HTTP client")
+    from monitor.fulltext import _decode, extract_article
+
+    where = f"{config.source}: stories[{story.id}].baseline.url"
+    result = await fetcher.get(baseline.url, {"Accept": "text/html,text/plain;q=0.9,*/*;q=0.5"})
+    if not result.ok or result.body is None:
+        raise BaselineError(f"{where}: cannot fetch {baseline.url}: {result.error_kind}: {result.error}")
+    page = _decode(result.body, result.content_type)
+    if "text/plain" in (result.content_type or ""):
+        return page
+    extracted = extract_article(page, result.final_url)
+    if extracted.text is None:
+        raise BaselineError(f"{where}: no article text in {baseline.url} ({extracted.status})")
+    return extracted.text

@@ -153,6 +153,9 @@ class StoryConfig(StrictModel):
     keywords: list[str] = Field(default_factory=list)
     # The declarative rule set; validated by monitor.match (issue "German-aware matching").
     rules: dict[str, Any] | None = None
+    # Diff stage: an item is a development when its novelty score reaches this (README
+    # "Developments"); higher = fewer, surer alerts. None = the built-in default.
+    novelty_threshold: float | None = Field(None, gt=0, le=10)
 
     @model_validator(mode="after")
     def _has_terms(self) -> StoryConfig:

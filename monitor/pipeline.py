@@ -19,12 +19,14 @@ import anyio
 from anyio import CapacityLimiter
 
 from monitor import diff, health
-from monitor.baseline import load_baseline_text
+from monitor.baseline import fetch_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
+from monitor.fulltext import FullText, fetch_many
 from monitor.match import MatchResult, StoryMatcher, compile_story
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, is_sqlite
+from monitor.store.pending import changed_entry_ids
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,12 @@ class PollSummary:
         return sum(getattr(r, attr) for r in self.reports)
 
 
+def _diff_text(entry_id: str, text: str, fulltexts: dict[str, FullText] | None) -> str:
+    """The text the diff stage sees: the extracted article when there is one, else the feed's."""
+    fulltext = (fulltexts or {}).get(entry_id)
+    return fulltext.text if fulltext is not None and fulltext.text else text
+
+
 class Monitor:
     """The monitor's API. ``async with Monitor(config) as m: await m.poll()``."""
 
@@ -73,7 +81,6 @@ class Monitor:
         self._idle = anyio.Event()
         self._idle.set()
         self.stopping = False
-        self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -90,14 +97,13 @@ class Monitor:
         self.fetcher = Fetcher(self.config.fetch)
         await self.fetcher.__aenter__()
         for story in self.config.stories:
-            text = load_baseline_text(self.config, story)
+            text = await fetch_baseline_text(self.config, story, self.fetcher)
             self.matchers[story.id] = compile_story(story, text)
-            self.baselines[story.id] = diff.build_baseline(story.id, text)
+            self.baselines[story.id] = diff.build_baseline(
+                story.id, text, novelty_threshold=story.novelty_threshold
+            )
 
     async def close(self) -> None:
-        if self._deliverer is not None:
-            await self._deliverer.close()
-            self._deliverer = None
         if self.fetcher is not None:
             await self.fetcher.__aexit__(None, None, None)
             self.fetcher = None
@@ -106,9 +112,12 @@ class Monitor:
     @property
     def alert_channels(self) -> list[str]:
         """Names of the configured alert channels (one outbox row per channel per development)."""
-        # Stable names (``email``, ``webhook:<name or URL hash>``, ``apprise:...``): they are part of
-        # each delivery's idempotency key. See AlertsConfig.channels.
-        return list(self.config.alerts.channels())
+        channels: list[str] = []
+        if self.config.alerts.email is not None:
+            channels.append("email")
+        for i, hook in enumerate(self.config.alerts.webhooks):
+            channels.append(f"webhook:{hook.name or i}")
+        return channels
 
     # -- polling ------------------------------------------------------------------------------
 
@@ -184,9 +193,29 @@ class Monitor:
             body_hash = hashlib.blake2b(result.body, digest_size=16).hexdigest()
             if body_hash != state.body_hash:
                 parsed = await anyio.to_thread.run_sync(self._parse, result)
+        fulltexts = await self._fetch_fulltexts(name, parsed)
         return await anyio.to_thread.run_sync(
-            self._write_poll, name, result, parsed, body_hash, slot, limiter=self._db_limiter
+            self._write_poll, name, result, parsed, body_hash, slot, fulltexts, limiter=self._db_limiter
         )
+
+    async def _fetch_fulltexts(self, name: str, parsed: ParsedFeed | None) -> dict[str, FullText]:
+        """For a ``fulltext: true`` feed: the article text of new entries that match a story,
+        fetched before (outside) the write transaction. Keyed by entry id."""
+        if parsed is None or not parsed.is_feed or not self.matchers or self.fetcher is None:
+            return {}
+        try:
+            if not self.config.feed(name).fulltext:
+                return {}
+        except KeyError:
+            return {}
+        pending = await anyio.to_thread.run_sync(changed_entry_ids, self.store, name, parsed.entries)
+        wanted = [
+            (e.entry_id, e.url, e.text)
+            for e in parsed.entries
+            if pending.get(e.entry_id) == "new"
+            and any(m.match(e.title, e.text, e.published).matched for m in self.matchers.values())
+        ]
+        return await fetch_many(self.fetcher, wanted) if wanted else {}
 
     def _parse(self, result: FetchResult) -> ParsedFeed:
         return parse_feed(
@@ -203,6 +232,7 @@ class Monitor:
         parsed: ParsedFeed | None,
         body_hash: str | None,
         slot: datetime | None = None,
+        fulltexts: dict[str, FullText] | None = None,
     ) -> FeedPollReport:
         with self.store.poll_transaction(name) as tx:
             if slot is not None:
@@ -217,7 +247,11 @@ class Monitor:
                 changed = tx.upsert_entries(parsed.entries)
                 report.new = sum(1 for c in changed if c.kind == "new")
                 report.updated = len(changed) - report.new
-                self._match_and_diff(tx, changed, report)
+                for item in changed:
+                    fulltext = (fulltexts or {}).get(item.entry.entry_id)
+                    if fulltext is not None:
+                        tx.set_fulltext(item.item_id, fulltext.text, fulltext.status)
+                self._match_and_diff(tx, changed, report, fulltexts)
             return report
 
     def _update_health(
@@ -251,7 +285,11 @@ class Monitor:
         )
 
     def _match_and_diff(
-        self, tx: PollTransaction, changed: Sequence[ChangedItem], report: FeedPollReport
+        self,
+        tx: PollTransaction,
+        changed: Sequence[ChangedItem],
+        report: FeedPollReport,
+        fulltexts: dict[str, FullText] | None = None,
     ) -> None:
         if not changed or not self.matchers:
             return
@@ -277,7 +315,7 @@ class Monitor:
                         feed=item.feed_name,
                         url=entry.url,
                         title=entry.title,
-                        text=entry.text,
+                        text=_diff_text(entry.entry_id, entry.text, fulltexts),
                         published=entry.published,
                         kind=item.kind,
                         previous_title=item.previous_title,
@@ -297,24 +335,6 @@ class Monitor:
         """Return once no poll is running (used for a clean shutdown)."""
         while self._in_flight:
             await self._idle.wait()
-
-    # -- alerts -------------------------------------------------------------------------------
-
-    @property
-    def deliverer(self) -> Any:
-        """The outbox worker (``monitor.alert.Deliverer``) of this monitor."""
-        if self._deliverer is None:
-            from monitor.alert import Deliverer
-
-            texts = {sid: getattr(model, "text", "") or "" for sid, model in self.baselines.items()}
-            self._deliverer = Deliverer(self.config, self.store, texts, limiter=self._db_limiter)
-        return self._deliverer
-
-    async def deliver_pending(self, *, drain: bool = False) -> Any:
-        """One pass of the alert outbox worker: send what is due (see monitor.alert.worker).
-        Returns a ``DeliveryRunReport``. The daemon schedules this every ``alerts.deliver_every``;
-        ``monitor poll`` calls it once after polling."""
-        return await self.deliverer.run_once(drain=drain)
 
     # -- reading ------------------------------------------------------------------------------
 
