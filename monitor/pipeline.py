@@ -81,6 +81,7 @@ class Monitor:
         self._idle = anyio.Event()
         self._idle.set()
         self.stopping = False
+        self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -104,6 +105,9 @@ class Monitor:
             )
 
     async def close(self) -> None:
+        if self._deliverer is not None:
+            await self._deliverer.close()
+            self._deliverer = None
         if self.fetcher is not None:
             await self.fetcher.__aexit__(None, None, None)
             self.fetcher = None
@@ -112,12 +116,9 @@ class Monitor:
     @property
     def alert_channels(self) -> list[str]:
         """Names of the configured alert channels (one outbox row per channel per development)."""
-        channels: list[str] = []
-        if self.config.alerts.email is not None:
-            channels.append("email")
-        for i, hook in enumerate(self.config.alerts.webhooks):
-            channels.append(f"webhook:{hook.name or i}")
-        return channels
+        # Stable names (``email``, ``webhook:<name or URL hash>``, ``apprise:...``): they are part of
+        # each delivery's idempotency key. See AlertsConfig.channels.
+        return list(self.config.alerts.channels())
 
     # -- polling ------------------------------------------------------------------------------
 
@@ -335,6 +336,24 @@ class Monitor:
         """Return once no poll is running (used for a clean shutdown)."""
         while self._in_flight:
             await self._idle.wait()
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    @property
+    def deliverer(self) -> Any:
+        """The outbox worker (``monitor.alert.Deliverer``) of this monitor."""
+        if self._deliverer is None:
+            from monitor.alert import Deliverer
+
+            texts = {sid: getattr(model, "text", "") or "" for sid, model in self.baselines.items()}
+            self._deliverer = Deliverer(self.config, self.store, texts, limiter=self._db_limiter)
+        return self._deliverer
+
+    async def deliver_pending(self, *, drain: bool = False) -> Any:
+        """One pass of the alert outbox worker: send what is due (see monitor.alert.worker).
+        Returns a ``DeliveryRunReport``. The daemon schedules this every ``alerts.deliver_every``;
+        ``monitor poll`` calls it once after polling."""
+        return await self.deliverer.run_once(drain=drain)
 
     # -- reading ------------------------------------------------------------------------------
 
