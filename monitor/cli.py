@@ -182,7 +182,10 @@ def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
 
     async def main() -> Any:
         async with Monitor(config) as monitor:
-            return await monitor.poll(names)
+            summary = await monitor.poll(names)
+            if monitor.alert_channels:  # send what this poll (and earlier ones) put in the outbox
+                await monitor.deliver_pending(drain=True)
+            return summary
 
     summary = run_async(main)
     if as_json:
@@ -376,6 +379,9 @@ cli.add_command(_db_group)
 from monitor.cli_web import register as _register_web  # noqa: E402 - serve, export, feeds import/export
 
 _register_web(cli)
+from monitor.cli_alerts import alerts as _alerts_group  # noqa: E402 - registers `monitor alerts`
+
+cli.add_command(_alerts_group)
 
 
 def main() -> None:
