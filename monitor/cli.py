@@ -301,45 +301,8 @@ def developments(state: State, story_id: str | None, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def feeds(state: State, as_json: bool) -> None:
-    """Each feed's last poll, status, error streak and items."""
-    config = state.config
-    store = _open_store(config)
-    store.sync_feeds([(f.name, f.url) for f in config.feeds])
-    configured = {f.name for f in config.feeds}
-    rows = []
-    for s in store.feed_states():
-        if s.name not in configured:
-            continue
-        polls = s.polls_total or 0
-        rows.append(
-            {
-                "name": s.name,
-                "url": s.current_url,
-                "configured_url": s.url,
-                "status": "disabled"
-                if s.disabled
-                else ("failing" if s.error_streak else ("ok" if s.last_success_at else "new")),
-                "last_polled": s.last_polled_at,
-                "last_success": s.last_success_at,
-                "last_status": s.last_status,
-                "last_error_kind": s.last_error_kind,
-                "last_error": s.last_error,
-                "error_streak": s.error_streak,
-                "failing_since": s.failing_since,
-                "disabled_reason": s.disabled_reason,
-                "items": s.items_total,
-                "polls": polls,
-                "not_modified_ratio": round((s.polls_not_modified or 0) / polls, 3) if polls else None,
-                "latency_avg": round(s.latency_avg, 3) if s.latency_avg is not None else None,
-                "next_poll_after": s.next_poll_after,
-                "problems": list(s.problems or []),
-            }
-        )
-    rows.sort(key=lambda r: (r["status"] not in ("failing", "disabled"), r["name"]))
-    if as_json:
-        print_json(rows)
-        return
-    from rich.table import Table
+    """Each feed's health: status, last success, last error, error streak, items, 304s, latency."""
+    from monitor.cli_feeds import feed_rows, print_feeds
 
     table = Table()
     for col in ("feed", "status", "last poll", "last success", "errors", "items", "304", "last error"):

@@ -9,7 +9,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,10 +120,8 @@ def gzip_bomb(decoded_size: int) -> bytes:
 def serve_bytes(body: bytes, headers: dict[str, str]) -> Handler:
     def handle(req: BaseHTTPRequestHandler) -> None:
         _headers(req, 200, {"Content-Length": str(len(body)), **headers})
-        try:
+        with suppress(OSError):
             req.wfile.write(body)
-        except OSError:
-            pass
 
     return handle
 
