@@ -284,15 +284,10 @@ def developments(state: State, story_id: str | None, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    console = _console()
-    for dev in rows:
-        console.print(
-            f"[bold]#{dev['id']} {_esc(dev['title'])}[/bold]  ({dev['story']}, first seen {_local(dev['first_seen'])}, score {dev['score']:.2f})"
-        )
-        for sentence in dev["novel"]:
-            console.print(f"  + {_esc(sentence)}")
-        for src in dev["sources"]:
-            console.print(f"    - {_esc(src['feed'])}: {_esc(src['title'])} {_esc(src['url'] or '')}")
+    from monitor.cli_story import load_baselines, render_developments
+
+    baselines = load_baselines(config, [story_id] if story_id else None) if rows else {}
+    render_developments(_console(), rows, baselines, _local)
     click.echo(f"{len(rows)} developments")
 
 
@@ -345,6 +340,10 @@ _register_web(cli)
 from monitor.cli_alerts import alerts as _alerts_group  # noqa: E402 - registers `monitor alerts`
 
 cli.add_command(_alerts_group)
+
+from monitor.cli_story import story_group as _story_group  # noqa: E402 - `monitor story show`
+
+cli.add_command(_story_group)
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ def _key(story_id: str, novel: Sequence[SentenceNovelty]) -> str:
 
 
 def _title(item: StoryItem, novel: Sequence[SentenceNovelty]) -> str:
-    if any(s.is_title for s in novel) and item.title.strip():
+    if item.kind != "updated" and any(s.is_title for s in novel) and item.title.strip():
         text = item.title.strip()
     else:
         text = max(novel, key=lambda s: s.score).text if novel else item.title
@@ -110,8 +110,10 @@ def _sentences_for(item: StoryItem) -> tuple[list[tuple[Sentence, bool]], list[S
     joins the reference, so only what the update added can be novel."""
     if item.kind == "updated" and item.previous_text is not None:
         previous = [analyse(s) for s in split_sentences(f"{item.previous_title or ''}\n{item.previous_text}")]
-        body = [(s, False) for s, is_title in item_sentences("", item.text) if not is_title]
-        return body, previous
+        before = {fold(s.text) for s in previous}
+        # What an update adds is its whole news: weigh it like a headline.
+        added = [(s, True) for s, _ in item_sentences("", item.text) if fold(s.text) not in before]
+        return added, previous
     return item_sentences(item.title, item.text), []
 
 

@@ -483,7 +483,7 @@ class BaselineModel:
         return frozenset(self.reference.names)
 
 
-DEFAULT_NOVELTY_THRESHOLD = 1.0
+DEFAULT_NOVELTY_THRESHOLD = 1.4
 
 
 def build_baseline(

@@ -7,7 +7,7 @@ Score of one sentence (documented in README "Developments"):
                (names weigh 1.5; a compound counts half when one of its parts is known),
                damped for sentences with fewer than 5 content terms
     + 0.15 per new name (max 2)  + 0.10 per new number/date/weekday (max 2)
-    + 0.30 when it carries a change-of-state cue the reference does not (abgesagt, verschoben, ...)
+    + 0.45 when it carries a change-of-state cue the reference does not (abgesagt, verschoben, ...)
     + 0.15 when it negates a reference sentence it otherwise restates ("keine Tomahawks")
     x 0.35 when it is background (pluperfect, "bereits im August")
     x 0.35 when it shares no key term or actor with the story (off-topic filler)
@@ -26,6 +26,7 @@ from monitor.diff.model import Reference, Sentence, analyse, split_sentences
 from monitor.text import fold
 
 SENTENCE_MIN = 0.55
+CUE_BONUS = 0.45
 TOP_WEIGHTS = (1.0, 0.6, 0.3)
 # Inverted pyramid: news leads with what is new. A restatement often adds colour deep in the body.
 TITLE_WEIGHT = 1.3
@@ -105,7 +106,7 @@ def score_sentence(
     new_cues = tuple(c for c in sentence.cues if c not in reference.cues)
     score = lexical + 0.15 * min(len(new_names), 2) + 0.10 * min(len(new_numbers), 2)
     if new_cues:
-        score += 0.30
+        score += CUE_BONUS
     if sentence.negated and lexical < 0.5:
         overlap, ref = _best_overlap(sentence, reference)
         if ref is not None and overlap >= 0.5 and not ref.negated:

@@ -1,0 +1,192 @@
+"""Diff stage on texts we wrote: restatements, new facts, cancellations, wire copies, updates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.diff import StoryItem, build_baseline, diff_items, find_developments, novel_words
+from monitor.diff.novelty import item_sentences, score_item
+from monitor.store import DevelopmentRecord, KnownDevelopment
+from tests import diff_texts as T
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+BASELINE = build_baseline("graz-gipfel", T.BASELINE)
+
+
+def item(
+    item_id: int,
+    title: str,
+    text: str,
+    *,
+    kind: str = "new",
+    previous_title: str | None = None,
+    previous_text: str | None = None,
+) -> StoryItem:
+    return StoryItem(
+        item_id=item_id,
+        feed=f"feed-{item_id}",
+        url=f"https://example.org/{item_id}",
+        title=title,
+        text=text,
+        published=T0 + timedelta(hours=item_id),
+        kind=kind,
+        previous_title=previous_title,
+        previous_text=previous_text,
+    )
+
+
+def as_known(records: list[DevelopmentRecord], known: list[KnownDevelopment]) -> list[KnownDevelopment]:
+    """What the store would hand back on the next poll."""
+    out = list(known)
+    for r in records:
+        if not any(k.key == r.key for k in out):
+            out.append(
+                KnownDevelopment(
+                    len(out) + 1, r.story_id, r.key, r.title, list(r.novel), list(r.terms), r.first_seen
+                )
+            )
+    return out
+
+
+def test_restatement_in_other_words_is_no_development() -> None:
+    records, diffs = diff_items(BASELINE, [], [item(1, T.RESTATEMENT_TITLE, T.RESTATEMENT)])
+    assert records == []
+    assert diffs[0].verdict == "restatement"
+
+
+def test_cancellation_is_a_development_with_its_sentences_and_source() -> None:
+    records = find_developments(BASELINE, [], [item(2, T.CANCELLATION_TITLE, T.CANCELLATION)])
+    assert len(records) == 1
+    dev = records[0]
+    assert dev.title == T.CANCELLATION_TITLE
+    assert any("abgesagt" in s for s in dev.novel)
+    assert [s.item_id for s in dev.sources] == [2]
+    assert dev.score >= BASELINE.novelty_threshold
+    assert dev.first_seen == T0 + timedelta(hours=2)
+
+
+def test_restatement_and_news_in_one_batch() -> None:
+    records = find_developments(
+        BASELINE,
+        [],
+        [item(1, T.RESTATEMENT_TITLE, T.RESTATEMENT), item(2, T.CANCELLATION_TITLE, T.CANCELLATION)],
+    )
+    assert [[s.item_id for s in r.sources] for r in records] == [[2]]
+
+
+def test_wire_copy_from_another_outlet_joins_the_known_development() -> None:
+    first = find_developments(BASELINE, [], [item(2, T.CANCELLATION_TITLE, T.CANCELLATION)])
+    known = as_known(first, [])
+    second, diffs = diff_items(BASELINE, known, [item(3, T.CANCELLATION_COPY_TITLE, T.CANCELLATION_COPY)])
+    assert diffs[0].verdict == "known"
+    assert len(second) == 1
+    assert second[0].key == first[0].key  # same key: the store merges the source, no second alert
+    assert [s.item_id for s in second[0].sources] == [3]
+
+
+def test_copies_in_the_same_poll_form_one_development() -> None:
+    records = find_developments(
+        BASELINE,
+        [],
+        [
+            item(2, T.CANCELLATION_TITLE, T.CANCELLATION),
+            item(3, T.CANCELLATION_COPY_TITLE, T.CANCELLATION_COPY),
+        ],
+    )
+    assert len(records) == 1
+    assert sorted(s.item_id for s in records[0].sources) == [2, 3]
+
+
+def test_new_fact_after_a_known_development_is_a_new_development() -> None:
+    known = as_known(find_developments(BASELINE, [], [item(2, T.CANCELLATION_TITLE, T.CANCELLATION)]), [])
+    records, diffs = diff_items(BASELINE, known, [item(4, T.SANCTIONS_TITLE, T.SANCTIONS)])
+    assert diffs[0].verdict == "new"
+    assert len(records) == 1
+    assert records[0].key != known[0].key
+    assert any("Sanktionen" in s for s in records[0].novel)
+
+
+def test_keys_are_deterministic_across_reruns() -> None:
+    batch = [item(2, T.CANCELLATION_TITLE, T.CANCELLATION), item(4, T.SANCTIONS_TITLE, T.SANCTIONS)]
+    assert [r.key for r in find_developments(BASELINE, [], batch)] == [
+        r.key for r in find_developments(BASELINE, [], list(reversed(batch)))
+    ]
+
+
+def test_corrected_headline_is_not_a_development() -> None:
+    updated = item(
+        1,
+        T.RESTATEMENT_TITLE_FIXED,
+        T.RESTATEMENT,
+        kind="updated",
+        previous_title=T.RESTATEMENT_TITLE,
+        previous_text=T.RESTATEMENT,
+    )
+    assert find_developments(BASELINE, [], [updated]) == []
+
+
+def test_update_with_a_new_paragraph_is_a_development_of_that_paragraph() -> None:
+    updated = item(
+        1,
+        T.RESTATEMENT_TITLE,
+        T.RESTATEMENT_UPDATED,
+        kind="updated",
+        previous_title=T.RESTATEMENT_TITLE,
+        previous_text=T.RESTATEMENT,
+    )
+    records = find_developments(BASELINE, [], [updated])
+    assert len(records) == 1
+    assert records[0].novel == [T.RESTATEMENT_UPDATED.strip().splitlines()[-1]]
+    assert "verschoben" in records[0].title
+
+
+def test_the_known_development_is_not_new_again() -> None:
+    """Once the cancellation is known, the same text is no news."""
+    known = as_known(find_developments(BASELINE, [], [item(2, T.CANCELLATION_TITLE, T.CANCELLATION)]), [])
+    _, diffs = diff_items(BASELINE, known, [item(5, T.CANCELLATION_TITLE, T.CANCELLATION)])
+    assert diffs[0].verdict == "known"
+    assert diffs[0].story_score < BASELINE.novelty_threshold
+
+
+def test_novel_words_are_those_the_baseline_lacks() -> None:
+    words = novel_words("Der Gipfel in Graz ist abgesagt, sagte Igor Malenko.", BASELINE.reference)
+    assert {"abgesagt", "Igor", "Malenko"} <= words
+    assert "Graz" not in words and "Gipfel" not in words
+
+
+def test_threshold_per_story() -> None:
+    strict = build_baseline("graz-gipfel", T.BASELINE, novelty_threshold=9.0)
+    assert find_developments(strict, [], [item(2, T.CANCELLATION_TITLE, T.CANCELLATION)]) == []
+
+
+def test_empty_baseline_and_empty_items() -> None:
+    empty = build_baseline("x", None)
+    assert find_developments(empty, [], []) == []
+    assert find_developments(BASELINE, [], [item(9, "", "")]) == []
+
+
+_german = st.text(
+    alphabet=st.sampled_from(
+        list("abcdefghijklmnopqrstuvwxyzäöüßABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÜ0123456789 .,;:!?-–„“\n")
+    ),
+    max_size=400,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_german, st.lists(st.sampled_from(T.BASELINE.split()), max_size=80).map(" ".join)))
+def test_a_text_diffed_against_itself_has_nothing_new(text: str) -> None:
+    baseline = build_baseline("self", text)
+    score, novel = score_item(item_sentences("", text), baseline.reference, baseline.key_terms)
+    assert novel == []
+    assert score == 0
+    assert find_developments(baseline, [], [item(1, "", text)]) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=300))
+def test_diff_never_crashes_on_arbitrary_unicode(text: str) -> None:
+    diff_items(BASELINE, [], [item(1, text[:40], text)])
