@@ -146,13 +146,107 @@ class BaselineConfig(StrictModel):
         return self
 
 
+_GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _check_term(term: str) -> str:
+    """A story term: a word or phrase; ``*x`` also matches compounds ending in x (Klimagipfel),
+    ``=x`` only the exact word, ``!x`` excludes a word from its group (``!Alpengipfel``)."""
+    if not isinstance(term, str):
+        raise ValueError("a term must be a string")
+    core = term.strip().lstrip("!=*").strip()
+    if not core:
+        raise ValueError(f"empty term {term!r}")
+    if "*" in core or "=" in core:
+        raise ValueError(f"term {term!r}: '*' and '=' may only start a term")
+    if term.strip().startswith("*") and (" " in core or len(core) < 3):
+        raise ValueError(f"term {term!r}: a '*' compound term must be one word of 3+ letters")
+    return term.strip()
+
+
+Term = Annotated[str, BeforeValidator(_check_term)]
+
+
+class RuleClause(StrictModel):
+    """One scoring clause: every ``all`` group, at least one ``any`` group and no ``none`` group,
+    within ``near`` (N words, or ``sentence``; default the whole item). Adds ``weight`` times the
+    field weight (title or body) to the item's score."""
+
+    name: str | None = None
+    all: list[str] = Field(default_factory=list)
+    any: list[str] = Field(default_factory=list)
+    none: list[str] = Field(default_factory=list)
+    near: Annotated[int, Field(ge=1, le=1000)] | Literal["sentence"] | None = None
+    weight: float = Field(1.0, gt=0, le=1000)
+
+    @model_validator(mode="after")
+    def _has_terms(self) -> RuleClause:
+        if not self.all and not self.any:
+            raise ValueError("a rule needs 'all' or 'any' term groups")
+        return self
+
+
+class FieldWeights(StrictModel):
+    title: float = Field(2.0, ge=0, le=100)
+    body: float = Field(1.0, ge=0, le=100)
+
+
+class SimilarityConfig(StrictModel):
+    """Story-aware relevance: lemma similarity to the baseline and to items already in the story."""
+
+    requires: list[str] = Field(default_factory=list, description="groups an item must mention first")
+    baseline: float = Field(0.0, ge=0, le=1, description="cosine to the baseline that adds 'weight'")
+    story: float = Field(0.0, ge=0, le=1, description="cosine to a story item that adds 'weight'")
+    weight: float = Field(1.0, ge=0, le=1000)
+    anchor: float = Field(
+        0.35, ge=0, le=1, description="cosine to the baseline that dates the story's start"
+    )
+
+
+class StoryRules(StrictModel):
+    terms: dict[str, list[Term]] = Field(min_length=1)
+    match: list[RuleClause] = Field(min_length=1)
+    exclude: list[RuleClause] = Field(default_factory=list)
+    threshold: float = Field(1.0, gt=0, le=10000)
+    fields: FieldWeights = Field(default_factory=FieldWeights)
+    similarity: SimilarityConfig | None = None
+    background: Duration | None = Field(
+        None, description="items published this long before the story's start are background"
+    )
+
+    @model_validator(mode="after")
+    def _references(self) -> StoryRules:
+        for name, terms in self.terms.items():
+            if not _GROUP_NAME.match(name):
+                raise ValueError(f"terms.{name}: a group name is lower-case letters, digits, '-', '_'")
+            if not any(not t.startswith("!") for t in terms):
+                raise ValueError(f"terms.{name}: the group has no terms")
+        known = ", ".join(sorted(self.terms))
+        for section in ("match", "exclude"):
+            for i, clause in enumerate(getattr(self, section)):
+                for key in ("all", "any", "none"):
+                    for group in getattr(clause, key):
+                        if group not in self.terms:
+                            raise ValueError(
+                                f"{section}[{i}].{key}: unknown term group {group!r} (known: {known})"
+                            )
+        if self.similarity is not None:
+            for group in self.similarity.requires:
+                if group not in self.terms:
+                    raise ValueError(
+                        f"similarity.requires: unknown term group {group!r} (known: {known})"
+                    )
+        return self
+
+
 class StoryConfig(StrictModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     title: str = Field(min_length=1)
     baseline: BaselineConfig | None = None
-    keywords: list[str] = Field(default_factory=list)
-    # The declarative rule set; validated by monitor.match (issue "German-aware matching").
-    rules: dict[str, Any] | None = None
+    # A plain list: an item matches when it mentions any of them (German-aware, see README
+    # "Matching"). With ``rules`` as well, the list is the term group ``keywords``.
+    keywords: list[Term] = Field(default_factory=list)
+    rules: StoryRules | None = None
     # Diff stage: an item is a development when its novelty score reaches this (README
     # "Developments"); higher = fewer, surer alerts. None = the built-in default.
     novelty_threshold: float | None = Field(None, gt=0, le=10)

@@ -105,6 +105,10 @@ class Monitor:
             )
 
     async def close(self) -> None:
+            # The story so far (similarity to items already in it, when it started).
+            self.matchers[story.id].load_story(
+                await anyio.to_thread.run_sync(self.store.story_item_texts, story.id)
+            )
         if self._deliverer is not None:
             await self._deliverer.close()
             self._deliverer = None
@@ -214,7 +218,7 @@ class Monitor:
             (e.entry_id, e.url, e.text)
             for e in parsed.entries
             if pending.get(e.entry_id) == "new"
-            and any(m.match(e.title, e.text, e.published).matched for m in self.matchers.values())
+            and any(m.candidate(e.title, e.text) for m in self.matchers.values())
         ]
         return await fetch_many(self.fetcher, wanted) if wanted else {}
 
@@ -301,13 +305,19 @@ class Monitor:
             unmatched_updates: list[int] = []
             for item in changed:
                 entry = item.entry
-                result: MatchResult = matcher.match(entry.title, entry.text, entry.published)
+                # Match on the article text when the full-text stage fetched it (teaser feeds).
+                result: MatchResult = matcher.match(
+                    entry.title,
+                    _diff_text(entry.entry_id, entry.text, fulltexts),
+                    entry.published if entry.published_from_feed else None,
+                )
                 if not result.matched:
                     if item.kind == "updated":
                         unmatched_updates.append(item.item_id)
                     continue
                 matched_ids.add(item.item_id)
                 records.append(
+            cutoff_before = matcher.background_cutoff
                     MatchRecord(story_id, item.item_id, result.score, result.terms, result.evidence)
                 )
                 story_items.append(
@@ -334,6 +344,10 @@ class Monitor:
 
     async def wait_idle(self) -> None:
         """Return once no poll is running (used for a clean shutdown)."""
+            cutoff = matcher.background_cutoff
+            if cutoff is not None and cutoff != cutoff_before:
+                # The story's start became known (or moved): earlier items are background.
+                tx.remove_matches_before(story_id, cutoff)
         while self._in_flight:
             await self._idle.wait()
 

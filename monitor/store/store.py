@@ -218,6 +218,15 @@ class PollTransaction:
                 delete(StoryMatch).where(StoryMatch.story_id == story_id, StoryMatch.item_id.in_(ids))
             )
 
+    def remove_matches_before(self, story_id: str, cutoff: datetime) -> int:
+        """Items dated (by their feed) before ``cutoff`` are background, not coverage: they leave
+        the story (the matcher learns when the story started only as coverage arrives)."""
+        ids = select(Item.id).where(Item.published < cutoff, Item.published_from_feed.is_(True))
+        result = self.session.execute(
+            delete(StoryMatch).where(StoryMatch.story_id == story_id, StoryMatch.item_id.in_(ids))
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     # -- developments and the outbox -----------------------------------------------------------
 
     def known_developments(self, story_id: str) -> list[KnownDevelopment]:
@@ -397,6 +406,25 @@ class Store:
                 .order_by(Item.published.desc(), Item.id.desc())
             )
             if story_id:
+    def story_item_texts(
+        self, story_id: str, limit: int = 400
+    ) -> list[tuple[datetime | None, str, str]]:
+        """The newest items matched to a story as (published or None when undated, title, text),
+        oldest first: what the matcher needs to rebuild its story state on start."""
+        with self.session() as session:
+            stmt = (
+                select(Item)
+                .join(StoryMatch, StoryMatch.item_id == Item.id)
+                .where(StoryMatch.story_id == story_id)
+                .order_by(Item.published.desc(), Item.id.desc())
+                .limit(limit)
+            )
+            rows = [
+                (item.published if item.published_from_feed else None, item.title, item.text)
+                for item in session.scalars(stmt)
+            ]
+        return rows[::-1]
+
                 stmt = stmt.where(StoryMatch.story_id == story_id)
             if since:
                 stmt = stmt.where(Item.published >= since)
