@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 _FOLD = str.maketrans(
@@ -40,6 +41,9 @@ _FOLD = str.maketrans(
 _WORD_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # Sentence ends: . ! ? followed by space and an upper-case letter, quote or digit; or a line break.
 _SENTENCE_RE = re.compile(r"(?<=[.!?…])[\"'“”„»«)]*\s+(?=[\"'“”„»«(]*[A-ZÄÖÜ0-9])|\n+")
+# The same boundary within one paragraph, starting at the punctuation mark: a pattern that opens
+# with a character class lets the regex engine skip ahead quickly (about 2x faster).
+_BOUNDARY_RE = re.compile(r"[.!?…][\"'“”„»«)]*\s+(?=[\"'“”„»«(]*[A-ZÄÖÜ0-9])")
 _ABBREV_END = re.compile(
     r"(?:\b(?:z\.B|u\.a|d\.h|bzw|ca|Dr|Prof|Nr|St|vgl|sog|usw|etc|Mio|Mrd|Jh|Abs|Art|Hr|Fr|gem|inkl|evtl|ggf)\.|\b[A-Z]\.|\b\d{1,2}\.)$"
 )
@@ -51,14 +55,35 @@ def fold(text: str) -> str:
 
     Idempotent: ``fold(fold(x)) == fold(x)``.
     """
-    text = unicodedata.normalize("NFKC", text)
-    text = text.lower().translate(_FOLD)
-    # Strip remaining combining marks (Orbán -> orban, Lavrov's diacritics in transliterations).
-    decomposed = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if text.isascii():
+        return text.lower()  # NFKC/NFKD are the identity on ASCII, and nothing in _FOLD is ASCII
+    text = unicodedata.normalize("NFKC", text).lower()
+    # Fold umlauts/ß/quotes and strip combining marks (Orbán -> orban) run by run: only non-ASCII
+    # runs need it, and a cached per-run mapping keeps a 2,000-character article at microseconds.
+    text = _NON_ASCII_RUN.sub(_fold_run, text)
+    if text.isascii():
+        return text
     # Re-apply: NFKD may expose characters that fold further; lower() of some code points (e.g. 'İ')
     # yields combining marks handled above.
-    return unicodedata.normalize("NFKC", text).lower().translate(_FOLD)
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _NON_ASCII_RUN.sub(_translate_run, text)
+
+
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+
+def _fold_run(m: re.Match[str]) -> str:
+    return _fold_run_text(m.group())
+
+
+def _translate_run(m: re.Match[str]) -> str:
+    return m.group().translate(_FOLD)
+
+
+@lru_cache(maxsize=8192)
+def _fold_run_text(run: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", run.translate(_FOLD))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def words(text: str) -> list[str]:
@@ -82,9 +107,9 @@ def sentences(text: str) -> list[str]:
         if not para:
             continue
         start = 0
-        for m in _SENTENCE_RE.finditer(para):
-            candidate = para[start : m.start()].strip()
-            if _ABBREV_END.search(candidate):
+        for m in _BOUNDARY_RE.finditer(para):
+            candidate = para[start : m.start() + 1].strip()
+            if _ends_with_abbreviation(candidate):
                 continue
             if candidate:
                 out.append(candidate)
@@ -92,4 +117,101 @@ def sentences(text: str) -> list[str]:
         tail = para[start:].strip()
         if tail:
             out.append(tail)
+    return out
+
+
+def _ends_with_abbreviation(candidate: str) -> bool:
+    """``_ABBREV_END`` on the last characters only (a search anchored at ``$`` would scan the whole
+    sentence); a leading 'x' keeps a word cut by the slice from looking like a fresh word."""
+    tail = candidate[-24:]
+    if len(candidate) > 24 and candidate[-25].isalnum():
+        tail = "x" + tail
+    return _ABBREV_END.search(tail) is not None
+
+
+# --- morphology for matching -------------------------------------------------------------------
+
+_INFLECTION_CACHE: dict[str, frozenset[str]] = {}
+
+
+def inflections(words: Iterable[str]) -> dict[str, frozenset[str]]:
+    """For each word, the folded surface forms that simplemma's German dictionary lemmatises to the
+    same lemma, in either case ('Treffen' -> treffen, treffens, trifft, traf, getroffen, ...).
+
+    One pass over the dictionary (about 0.1 s) serves any number of words; results are cached.
+    A word the dictionary does not know (most names) maps to itself only.
+    """
+    import simplemma
+
+    words = list(words)
+    missing = {w for w in words if w not in _INFLECTION_CACHE}
+    if missing:
+        raw_lemma = {w: simplemma.lemmatize(w, lang="de") for w in missing}
+        by_lemma: dict[str, set[str]] = {fold(lem): set() for lem in raw_lemma.values()}
+        wanted: dict[bytes, set[str]] = {}
+        for lem in raw_lemma.values():
+            forms = by_lemma[fold(lem)]
+            for variant in {lem, lem.lower(), lem[:1].upper() + lem[1:]}:
+                wanted[variant.encode("utf-8")] = forms
+        get = wanted.get
+        for form, lem_bytes in _dictionary_pairs():
+            forms = get(lem_bytes)
+            if forms is not None:
+                forms.add(fold(form.decode("utf-8", "replace")))
+        for w in missing:
+            _INFLECTION_CACHE[w] = frozenset(by_lemma[fold(raw_lemma[w])] | {fold(w)})
+    return {w: _INFLECTION_CACHE[w] for w in words}
+
+
+def _dictionary_pairs() -> Iterable[tuple[bytes, bytes]]:
+    """(surface form, lemma) pairs of simplemma's German dictionary, UTF-8 encoded."""
+    # The factory simplemma.lemmatize itself uses: the dictionary is loaded once per process.
+    try:
+        from simplemma.strategies.default import DEFAULT_DICTIONARY_FACTORY as factory
+    except ImportError:  # older simplemma: a private factory (loads the dictionary a second time)
+        from simplemma.strategies.dictionaries import DefaultDictionaryFactory
+
+        factory = DefaultDictionaryFactory()
+    dictionary = factory.get_dictionary("de")
+    raw = getattr(dictionary, "_dict", None)  # bytes -> bytes: 10x faster than the decoding view
+    if isinstance(raw, dict) and all(isinstance(x, bytes) for x in next(iter(raw.items()), (b"", b""))):
+        return raw.items()
+    return ((form.encode("utf-8"), lem.encode("utf-8")) for form, lem in dictionary.items())
+
+
+# Function words and news boilerplate that carry no story signal in a similarity vector.
+_STOPWORD_TEXT = """
+    der die das den dem des ein eine einer eines einem einen und oder aber doch denn sondern
+    nicht kein keine keinen keiner auch noch schon nur erst sehr mehr weniger viel viele als wie
+    so dass daß ob wenn weil da damit zu zum zur im in ins am an auf aus bei mit nach seit von vor
+    vom über unter um durch für gegen ohne bis zwischen während wegen trotz er sie es wir ihr
+    ich du man sich sein seine seiner seinen seinem ihre ihren ihrem ihrer ist sind war waren wird
+    werden wurde wurden hat haben hatte hatten habe sei seien soll sollen sollte kann können
+    könnte müsse muss will wollen wolle dies diese dieser dieses diesen jetzt nun hier dort heute
+    gestern morgen dabei dazu darauf daran davon demnach zudem zuletzt bereits immer wieder
+    laut sagte sagt erklärte teilte mit hieß heißt berichtet berichtete zufolge angaben
+    montag dienstag mittwoch donnerstag freitag samstag sonntag woche wochen tag tage tagen jahr
+    jahre jahren monat monate uhr prozent quelle foto bild archivbild dpa afp reuters apa sda
+    herr frau mal etwa rund fast gut neue neuen neuer ersten erste zwei drei
+"""
+STOPWORDS = frozenset(fold(w) for w in _STOPWORD_TEXT.split())
+
+_CONTENT_RE = re.compile(r"[A-Za-zÄÖÜäöüß][\wÄÖÜäöüß]*(?:-[\wÄÖÜäöüß]+)*")
+
+
+def content_lemmas(text: str) -> list[str]:
+    """Folded lemmas of the content words of a text (capitalised words: German nouns and names,
+    plus the parts of hyphenated compounds), stop words removed; the input of similarity vectors."""
+    out: list[str] = []
+    for m in _CONTENT_RE.finditer(text):
+        token = m.group()
+        if not token[:1].isupper():
+            continue
+        parts = token.split("-") if "-" in token else [token]
+        for part in parts:
+            if len(part) < 3:
+                continue
+            lem = lemma(part)
+            if lem not in STOPWORDS and len(lem) >= 3:
+                out.append(lem)
     return out

@@ -1,49 +1,33 @@
-"""Match stage: does an entry belong to a story, and why. Pure functions over plain data.
+"""Match stage: does an item belong to a story, and why. Pure functions over plain data.
 
-This first matcher folds text (case, umlauts, ß) and looks for the story's keywords as whole words
-or compound parts; the issue "German-aware matching" replaces it with rules and morphology.
+A story is compiled once (``compile_story``) into one regular expression over folded text (case,
+umlauts, ß, accents, quotes and hyphens normalised; see ``monitor.text``) plus a small rule
+evaluator:
+
+* **terms** come in named groups with their variants (Selenski, Selenskyj, Zelensky, ...). Each term
+  matches its inflected forms (from simplemma's German dictionary: Gipfel -> Gipfels, Gipfeln;
+  treffen -> trifft, traf, getroffen; names -> genitive -s), hyphenated compounds
+  (Budapest-Gipfel, Tomahawk-Lieferungen) and closed compounds in which it is the first part
+  (Gipfeltreffen, Kremlchef) - never the tail of an unrelated word (Alpengipfeln). ``*term`` also
+  allows it as the last part (``*gipfel``: Klimagipfel), ``=term`` only the exact word and
+  ``!word`` removes a word from its group.
+* **rules** (``match`` clauses) score an item: all ``all`` groups, one of the ``any`` groups, none
+  of the ``none`` groups within ``near`` (N words or one sentence), times the field weight (title
+  or body). ``exclude`` clauses veto. An item matches when its score reaches ``threshold``.
+* **story-aware relevance** (``similarity``): lemma-vector cosine to the baseline and to the items
+  already matched by rules can add to the score, so follow-ups that use none of the headline
+  keywords are found; items published long before the story started (``background``) are not
+  coverage. The state lives in the matcher (``StoryMatcher.remember``/``load_story``).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import datetime
+from monitor.match.engine import (
+    CompiledTerms,
+    MatchResult,
+    StoryMatcher,
+    compile_story,
+    prepare,
+)
 
-from monitor.config import StoryConfig
-from monitor.text import fold, sentences
-
-
-@dataclass(frozen=True, slots=True)
-class MatchResult:
-    story_id: str
-    matched: bool
-    score: float
-    terms: tuple[str, ...]  # the story terms that matched
-    evidence: tuple[str, ...]  # sentences that contain them
-
-
-class StoryMatcher:
-    def __init__(self, story: StoryConfig, baseline_text: str | None = None) -> None:
-        self.story = story
-        self._patterns = [
-            (kw, re.compile(r"(?<![a-z0-9])" + re.escape(fold(kw)) + r"[a-z]*", re.I))
-            for kw in story.keywords
-        ]
-
-    def match(self, title: str, text: str, published: datetime | None = None) -> MatchResult:
-        doc = fold(f"{title}\n{text}")
-        terms = tuple(kw for kw, pattern in self._patterns if pattern.search(doc))
-        evidence: list[str] = []
-        if terms:
-            for sentence in sentences(f"{title}\n{text}"):
-                folded = fold(sentence)
-                if any(p.search(folded) for _, p in self._patterns):
-                    evidence.append(sentence)
-                if len(evidence) >= 5:
-                    break
-        return MatchResult(self.story.id, bool(terms), float(len(terms)), terms, tuple(evidence))
-
-
-def compile_story(story: StoryConfig, baseline_text: str | None = None) -> StoryMatcher:
-    return StoryMatcher(story, baseline_text)
+__all__ = ["CompiledTerms", "MatchResult", "StoryMatcher", "compile_story", "prepare"]
