@@ -158,6 +158,7 @@ def monitor_config(tmp_path: Path, feeds: list[dict[str, Any]], **sections: Any)
         "feeds": feeds,
         **sections,
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "feeds.yaml"
     text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
     path.write_text(text, encoding="utf-8")
