@@ -199,6 +199,9 @@ def payload(message: AlertMessage) -> dict[str, Any]:
             "error": feed.get("error"),
             "since": iso(feed.get("since")),
         }
+        for optional in ("disabled", "disabled_reason", "back_at"):
+            if feed.get(optional) is not None:
+                body["feed"][optional] = feed[optional]
     return body
 
 

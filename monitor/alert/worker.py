@@ -202,10 +202,16 @@ class Deliverer:
                 log.info("digest built", extra={"channel": name, "key": key, "developments": result.members})
 
     async def _send_channel(self, items: list[ClaimedDelivery], report: DeliveryRunReport) -> None:
-        for claimed in items:
-            await self._deliver(claimed, report)
+        """In order; after a transient failure the channel's other claimed rows wait with it (the
+        receiver is struggling or asked us to back off), so alerts keep their order."""
+        for i, claimed in enumerate(items):
+            retry_at = await self._deliver(claimed, report)
+            if retry_at is not None:
+                await self._db(self.outbox.release, items[i + 1 :], retry_at)
+                return
 
-    async def _deliver(self, claimed: ClaimedDelivery, report: DeliveryRunReport) -> None:
+    async def _deliver(self, claimed: ClaimedDelivery, report: DeliveryRunReport) -> datetime | None:
+        """Send one delivery and record the outcome; returns the retry time after a transient failure."""
         extra = {"channel": claimed.channel, "key": claimed.idempotency_key, "attempt": claimed.attempts}
         now = utcnow()
         retry = self.retry_config(claimed.channel)
@@ -215,31 +221,28 @@ class Deliverer:
             await self._db(self.outbox.finish, claimed, "dead", error=str(exc))
             report.dead += 1
             log.error("alert cannot be built; marked dead", extra={**extra, "error": str(exc)})
-            return
+            return None
         if message is None:  # filtered out
-            return await self._skip(claimed, report)
+            await self._skip(claimed, report)
+            return None
         self._crash.at("before_send")
         try:
             with anyio.fail_after(self._send_timeout(claimed.channel)):
                 result: SendResult = await self.sender(claimed.channel).send(message)
         except DeliveryError as exc:
-            await self._failed(claimed, exc, retry, now, report, extra)
-            return
+            return await self._failed(claimed, exc, retry, now, report, extra)
         except TimeoutError:
-            await self._failed(
-                claimed, DeliveryError("the send did not finish in time"), retry, now, report, extra
-            )
-            return
+            error = DeliveryError("the send did not finish in time")
+            return await self._failed(claimed, error, retry, now, report, extra)
         except Exception as exc:  # a bug must not stop the other deliveries; the row is retried
             log.exception("unexpected error while sending an alert", extra=extra)
-            await self._failed(
-                claimed, DeliveryError(f"{type(exc).__name__}: {exc}"), retry, now, report, extra
-            )
-            return
+            error = DeliveryError(f"{type(exc).__name__}: {exc}")
+            return await self._failed(claimed, error, retry, now, report, extra)
         self._crash.at("after_send")
         await self._db(self.outbox.finish, claimed, "sent", status_code=result.status_code)
         report.sent += 1
         log.info("alert sent", extra={**extra, "kind": claimed.kind})
+        return None
 
     def _send_timeout(self, channel: str) -> float:
         options = self.channels[channel]
@@ -263,7 +266,7 @@ class Deliverer:
         now: datetime,
         report: DeliveryRunReport,
         extra: dict[str, Any],
-    ) -> None:
+    ) -> datetime | None:
         age = (now - claimed.created_at).total_seconds()
         error = str(exc)
         if exc.permanent or claimed.attempts >= retry.max_attempts or age >= retry.max_age:
@@ -278,7 +281,7 @@ class Deliverer:
             report.dead += 1
             report.errors.append(error)
             log.error("alert delivery is dead", extra={**extra, "error": error, "why": why})
-            return
+            return None
         wait = backoff_seconds(retry, claimed.attempts, exc.retry_after)
         retry_at = now + timedelta(seconds=wait)
         await self._db(
@@ -289,6 +292,7 @@ class Deliverer:
         log.warning(
             "alert delivery failed; will retry", extra={**extra, "error": error, "retry_in": round(wait, 1)}
         )
+        return retry_at
 
     # -- building messages ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from monitor.store.models import (
     Delivery,
@@ -142,15 +142,19 @@ class Outbox:
             claimed: list[ClaimedDelivery] = []
             until = now + timedelta(seconds=lease)
             for row in rows:
+                previous_attempts = row.attempts  # before the update below refreshes ``row``
                 # Guarded update: if another worker claimed it in between, nothing changes here.
                 result = session.execute(
                     update(Delivery)
                     .where(Delivery.id == row.id, due)
                     .values(status="sending", attempts=Delivery.attempts + 1, next_attempt_at=until)
+                    .execution_options(synchronize_session=False)
                 )
                 if result.rowcount != 1:
                     continue
-                attempt = DeliveryAttempt(delivery_id=row.id or 0, attempt=row.attempts + 1, started_at=now)
+                attempt = DeliveryAttempt(
+                    delivery_id=row.id or 0, attempt=previous_attempts + 1, started_at=now
+                )
                 session.add(attempt)
                 session.flush()
                 claimed.append(
@@ -162,7 +166,7 @@ class Outbox:
                         development_id=row.development_id,
                         feed_id=row.feed_id,
                         payload=dict(row.payload or {}),
-                        attempts=row.attempts + 1,
+                        attempts=previous_attempts + 1,
                         created_at=row.created_at,
                         attempt_id=attempt.id or 0,
                     )
@@ -206,6 +210,23 @@ class Outbox:
                         error=error,
                     )
                 )
+            session.commit()
+
+    def release(self, claimed: Sequence[ClaimedDelivery], retry_at: datetime) -> None:
+        """Give back claimed deliveries that were not attempted (their channel just failed): due
+        again at ``retry_at``, with the attempt not counted."""
+        if not claimed:
+            return
+        with self.store.session() as session:
+            for c in claimed:
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == c.id, Delivery.status == "sending")
+                    .values(status="pending", attempts=Delivery.attempts - 1, next_attempt_at=retry_at)
+                )
+            session.execute(
+                delete(DeliveryAttempt).where(DeliveryAttempt.id.in_([c.attempt_id for c in claimed]))
+            )
             session.commit()
 
     def build_digest(
