@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -98,10 +99,16 @@ def serve(state: State, host: str | None, port: int | None) -> None:
             app, log_config=None, access_log=False, proxy_headers=False, server_header=False, lifespan="off"
         )
     )
+    # uvicorn re-raises the stop signal to the handler in place before it started: make that a
+    # no-op so SIGINT/SIGTERM end `monitor serve` cleanly with exit 0 after a graceful shutdown.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         anyio.run(server.serve, [sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped")
 
 
 # --- export ------------------------------------------------------------------------------------
