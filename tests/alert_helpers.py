@@ -91,7 +91,7 @@ class SMTPReceiver:
             and auth_data.login.decode() == self.credentials[0]
             and auth_data.password.decode() == self.credentials[1]
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # let aiosmtpd answer 235 or 535
 
     def start(self) -> None:
         kwargs: dict[str, Any] = {}
@@ -102,7 +102,7 @@ class SMTPReceiver:
             kwargs["authenticator"] = self._authenticator
             kwargs["auth_require_tls"] = self.tls_context is not None
         self._controller = Controller(
-            _Collector(self), hostname="127.0.0.1", port=self.port, server_kwargs=kwargs, ready_timeout=10
+            _Collector(self), hostname="127.0.0.1", port=self.port, ready_timeout=10, **kwargs
         )
         self._controller.start()
 

@@ -61,6 +61,11 @@ class AlertMessage:
     feed: dict[str, Any] | None = None  # source_down / source_back: {name, url, error, since}
 
     @property
+    def feed_name(self) -> str:
+        feed = self.feed or {}
+        return str(feed.get("feed") or feed.get("name") or "")
+
+    @property
     def story(self) -> str | None:
         stories = {d["story"] for d in self.developments}
         return stories.pop() if len(stories) == 1 else None
@@ -73,14 +78,14 @@ class AlertMessage:
             title = f"{len(self.developments)} neue Entwicklungen"
         elif self.kind in ("source_down", "source_back") and self.feed:
             verb = "ausgefallen" if self.kind == "source_down" else "wieder erreichbar"
-            title = f"Quelle {verb}: {self.feed.get('name')}"
+            title = f"Quelle {verb}: {self.feed_name}"
         return {
             "story": story or "story-monitor",
             "story_title": self.story_titles.get(self.story or "", story),
             "title": title,
             "kind": self.kind,
             "count": str(len(self.developments)),
-            "feed": str((self.feed or {}).get("name") or ""),
+            "feed": self.feed_name,
         }
 
 
