@@ -329,6 +329,10 @@ def _check_story(config: Config, story_id: str | None) -> None:
         _fail(f"--story: unknown story {story_id!r} (known: {known})", EXIT_CONFIG)
 
 
+from monitor.cli_match import match_command as _match_command  # noqa: E402 - `monitor match`
+
+cli.add_command(_match_command)
+
 from monitor.cli_db import db as _db_group  # noqa: E402 - registers `monitor db`
 
 cli.add_command(_db_group)

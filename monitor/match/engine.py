@@ -159,7 +159,7 @@ class CompiledTerms:
             return found
         for stem, _, _ in self.prefixes:
             if word.startswith(stem) and len(word) - len(stem) >= _MIN_COMPOUND_TAIL:
-                return [(g, t) for s, g, t in self.prefixes if s == stem]
+                return _one_per_group((g, t) for s, g, t in self.prefixes if s == stem)
         for tail, _, _ in self.heads:
             stripped = word
             for suffix in sorted(_SUFFIXES, key=len, reverse=True):
@@ -167,7 +167,7 @@ class CompiledTerms:
                     stripped = word[: -len(suffix)]
                     break
             if stripped.endswith(tail) and len(stripped) - len(tail) >= _MIN_COMPOUND_HEAD:
-                return [(g, t) for s, g, t in self.heads if s == tail]
+                return _one_per_group((g, t) for s, g, t in self.heads if s == tail)
         return []
 
     def hits(self, folded: str) -> list[tuple[int, int, str]]:
@@ -179,10 +179,20 @@ class CompiledTerms:
                 if word in self.excluded.get(gi, ()):
                     continue
                 out.append((m.start(), gi, term))
+        seen: set[tuple[int, int]] = set()
         for pattern, gi, term in self.phrases:
             for m in pattern.finditer(folded):
-                out.append((m.start(), gi, term))
+                if (m.start(), gi) not in seen:  # 'ungarische(n) Hauptstadt': one hit per place
+                    seen.add((m.start(), gi))
+                    out.append((m.start(), gi, term))
         return out
+
+
+def _one_per_group(pairs: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
+    out: dict[int, str] = {}
+    for gi, term in pairs:
+        out.setdefault(gi, term)
+    return list(out.items())
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -200,6 +210,7 @@ class MatchResult:
     baseline_similarity: float | None = None
     story_similarity: float | None = None
     background: bool = False
+    points: tuple[tuple[str, float], ...] = ()  # what each clause (and similarity) added
 
 
 @dataclass(slots=True)
@@ -341,14 +352,17 @@ class StoryMatcher:
         fields = self.rules.fields
         score = 0.0
         held: list[str] = []
+        points: list[tuple[str, float]] = []
         evidence_sentences: set[int] = set()
         for c in self.clauses:
             result = self._evaluate(c, doc, hits, by_sentence, present)
             if result is None:
                 continue
             in_title, sents = result
-            score += c.weight * (fields.title if in_title else fields.body)
+            added = c.weight * (fields.title if in_title else fields.body)
+            score += added
             held.append(c.label)
+            points.append((f"{c.label} ({'title' if in_title else 'body'})", added))
             evidence_sentences.update(sents)
         vetoes = [c.label for c in self.excludes if self._evaluate(c, doc, hits, by_sentence, present)]
         rule_score = score
@@ -361,10 +375,12 @@ class StoryMatcher:
                 base_sim = _cosine(vec, self.baseline_vector)
                 if sim.baseline and base_sim >= sim.baseline:
                     score += sim.weight
+                    points.append((f"similar to the baseline ({base_sim:.2f})", sim.weight))
             if self.state.vectors:
                 story_sim = max(_cosine(vec, v) for v in self.state.vectors)
                 if sim.story and story_sim >= sim.story:
                     score += sim.weight
+                    points.append((f"similar to a story item ({story_sim:.2f})", sim.weight))
         background = False
         if (
             published is not None
@@ -401,6 +417,7 @@ class StoryMatcher:
             None if base_sim is None else round(base_sim, 3),
             None if story_sim is None else round(story_sim, 3),
             background,
+            tuple((label, round(p, 3)) for label, p in points),
         )
 
     def _evaluate(
@@ -439,13 +456,12 @@ class StoryMatcher:
             (doc.word_index(pos), gi, doc.sentence_of(pos)) for pos, gi, _ in hits if gi in relevant
         )
         sents: set[int] = set()
-        in_title = False
         for i, (w0, _, _) in enumerate(positioned):
             window = [(w, g, s) for w, g, s in positioned[i:] if w - w0 <= span]
             if ok({g for _, g, _ in window}):
                 sents.update(s for _, _, s in window)
-                in_title = in_title or all(s == 0 for _, _, s in window)
-        return (in_title, sents) if sents else None
+        # A headline is shorter than any sensible window: the clause holds in it or not.
+        return (ok(by_sentence.get(0, set())), sents) if sents else None
 
 
 def compile_story(story: StoryConfig, baseline_text: str | None = None) -> StoryMatcher:
