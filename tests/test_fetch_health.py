@@ -373,3 +373,26 @@ def test_arbitrary_bytes_never_lose_stored_items(
     report = poll(monitor, portal)
     assert report.status in ("ok", "error", "unchanged")
     assert {"a1", "a2"} <= item_ids(monitor)
+
+
+def test_xml_attacks_through_the_whole_poll(tmp_path: Path, server: FeedServer) -> None:
+    # Whatever parser the pipeline picks (fast path or feedparser), entities are never expanded.
+    secret = tmp_path / "geheim.txt"
+    secret.write_text("GEHEIMER-SCHLUESSEL-4711", encoding="utf-8")
+    body = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE rss [\n<!ENTITY xxe SYSTEM "file://'
+        + str(secret).encode()
+        + b'">\n<!ENTITY a "'
+        + b"A" * 50_000
+        + b'">\n]>\n<rss version="2.0"><channel><title>T</title><item><guid>q1</guid><title>&xxe;'
+        + b"&a;" * 50_000
+        + b"</title></item></channel></rss>"
+    )
+    server.put("/feed.xml", body)
+    config = config_for(tmp_path, server)
+    with running_monitor(config) as (monitor, portal):
+        report = poll(monitor, portal)
+        assert report.new == 1 and report.elapsed < 10
+        with monitor.store.session() as session:
+            title = session.scalars(select(Item.title)).one()
+        assert "GEHEIMER" not in title and "AAAAAAAAAA" not in title and len(title) < 200_000
