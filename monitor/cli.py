@@ -180,9 +180,13 @@ def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
         if unknown:
             _fail(f"unknown feed(s): {', '.join(unknown)}", EXIT_CONFIG)
 
+    from monitor.terminal import is_terminal, poll_progress
+
     async def main() -> Any:
         async with Monitor(config) as monitor:
-            summary = await monitor.poll(names)
+            total = len(names or config.feeds)
+            with poll_progress(total, enabled=not as_json and is_terminal()) as progress:
+                summary = await monitor.poll(names, progress=progress)
             if monitor.alert_channels:  # send what this poll (and earlier ones) put in the outbox
                 await monitor.deliver_pending(drain=True)
             return summary
@@ -257,16 +261,9 @@ def items(state: State, story_id: str | None, since: str | None, as_json: bool) 
     if as_json:
         print_json(rows)
         return
-    from rich.table import Table
+    from monitor.terminal import items_table
 
-    table = Table(show_lines=False, expand=False)
-    for col in ("published", "story", "feed", "title", "matched"):
-        table.add_column(col)
-    for row in rows:
-        table.add_row(
-            _local(row["published"]), row["story"], row["feed"], row["title"], ", ".join(row["matched"])
-        )
-    _console().print(table)
+    _console().print(items_table(rows, _local))
     click.echo(f"{len(rows)} items")
 
 
