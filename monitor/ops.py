@@ -26,7 +26,9 @@ from monitor.store.cluster import ops_snapshot, ping
 log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-POLLS = Counter("monitor_polls", "Scheduled feed polls run by this node, by status.", ["status"], registry=REGISTRY)
+POLLS = Counter(
+    "monitor_polls", "Scheduled feed polls run by this node, by status.", ["status"], registry=REGISTRY
+)
 POLL_DURATION = Histogram(
     "monitor_poll_duration_seconds",
     "Duration of one scheduled feed poll (fetch, parse, match, diff, store).",

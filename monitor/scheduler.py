@@ -100,7 +100,9 @@ async def poll_feed_job(feed_name: str) -> dict[str, Any]:
     if monitor is None or engine is None or monitor.stopping:
         return {"feed": feed_name, "status": "skipped"}
     slot, job_id = _current_slot()
-    async with feed_poll_lock(engine, feed_name) as acquired:
+    # A poll of this feed still running elsewhere (a slow server) may finish: then this slot runs.
+    wait = min(_interval_of(monitor, feed_name), 60.0)
+    async with feed_poll_lock(engine, feed_name, wait=wait) as acquired:
         if acquired:
             report = await monitor.poll_feed(feed_name, scheduled=True, slot=slot)
         else:
@@ -127,6 +129,13 @@ async def poll_feed_job(feed_name: str) -> dict[str, Any]:
         log.info("poll skipped", extra={**fields, "reason": report.error})
     ops.observe_poll(report.status, report.elapsed, report.new, report.developments)
     return {"feed": feed_name, "status": report.status, "new": report.new}
+
+
+def _interval_of(monitor: Monitor, feed_name: str) -> float:
+    try:
+        return monitor.config.feed_interval(monitor.config.feed(feed_name))
+    except KeyError:
+        return 0.0
 
 
 def make_scheduler_engine(database_url: str) -> AsyncEngine:

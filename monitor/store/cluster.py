@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,17 +28,22 @@ def lock_key(namespace: str, name: str) -> int:
 
 
 @asynccontextmanager
-async def feed_poll_lock(engine: AsyncEngine, feed_name: str) -> AsyncIterator[bool]:
-    """Try to take the cluster-wide "this feed is being polled" lock. Yields whether this node has
-    it; without it the caller must not poll. Always true on SQLite (one node; the process keeps its
-    own set of in-flight feeds)."""
+async def feed_poll_lock(engine: AsyncEngine, feed_name: str, wait: float = 0.0) -> AsyncIterator[bool]:
+    """Take the cluster-wide "this feed is being polled" lock, waiting up to ``wait`` seconds for a
+    poll elsewhere to finish. Yields whether this node has it; without it the caller must not poll.
+    Always true on SQLite (one node; the process keeps its own set of in-flight feeds)."""
     if engine.dialect.name != "postgresql":
         yield True
         return
     key = lock_key("monitor.poll", feed_name)
     async with engine.connect() as conn:
-        got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
-        await conn.commit()
+        deadline = anyio.current_time() + wait
+        while True:
+            got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+            await conn.commit()
+            if got or anyio.current_time() >= deadline:
+                break
+            await anyio.sleep(0.2)
         try:
             yield got
         finally:
@@ -86,7 +92,9 @@ def ping(store: Store) -> None:
 def ops_snapshot(store: Store) -> dict[str, Any]:
     """Counts for /metrics, read at scrape time (so every node reports the cluster-wide numbers)."""
     with store.session() as session:
-        deliveries = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        deliveries = dict(
+            session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+        )
         feeds = [
             (name, streak or 0, bool(disabled))
             for name, streak, disabled in session.execute(

@@ -33,7 +33,9 @@ if logging.getLogger("alembic").level == logging.NOTSET:
 APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "metadata"})
 # pg_advisory_lock key shared by migrations and APScheduler's table creation ("story-monitor schema").
 SCHEMA_LOCK_KEY = 0x53_4D_5343_4845_4D41 & 0x7FFF_FFFF_FFFF_FFFF
-LEGACY_MARKER_TABLE = "feed_state"  # a database made by create_all before migrations existed
+LEGACY_MARKER_TABLE = "feed_state"
+# Interim switch while the models are still moving: create_all under the lock instead of upgrade.
+MIGRATIONS_ACTIVE = False  # a database made by create_all before migrations existed
 
 
 class MigrationError(Exception):
@@ -228,3 +230,16 @@ def import_models() -> None:
 
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def prepare_schema(engine: Engine) -> None:
+    """What ``Store.create_schema`` does: apply pending migrations under the schema lock."""
+    if not MIGRATIONS_ACTIVE:
+        from sqlmodel import SQLModel
+
+        import_models()
+        with schema_lock(engine) as conn:
+            SQLModel.metadata.create_all(conn)
+            conn.commit()
+        return
+    upgrade(engine)
