@@ -23,8 +23,10 @@ from monitor.baseline import fetch_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
 from monitor.fulltext import FullText, fetch_many
+from monitor.http_pool import ShardedTransport
 from monitor.match import MatchResult, StoryMatcher, compile_story
 from monitor.parse import ParsedFeed, parse_feed
+from monitor.parse_pool import ParsePool
 from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, is_sqlite
 from monitor.store.pending import changed_entry_ids
 
@@ -81,6 +83,7 @@ class Monitor:
         self._idle = anyio.Event()
         self._idle.set()
         self.stopping = False
+        self.parse_pool = ParsePool()
         self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -95,7 +98,9 @@ class Monitor:
     async def open(self) -> None:
         await anyio.to_thread.run_sync(self.store.create_schema)
         await anyio.to_thread.run_sync(self.store.sync_feeds, [(f.name, f.url) for f in self.config.feeds])
-        self.fetcher = Fetcher(self.config.fetch)
+        # several small connection pools instead of one big one: see monitor/http_pool.py
+        transport = ShardedTransport(max_connections=self.config.fetch.concurrency)
+        self.fetcher = Fetcher(self.config.fetch, transport=transport)
         await self.fetcher.__aenter__()
         for story in self.config.stories:
             text = await fetch_baseline_text(self.config, story, self.fetcher)
@@ -115,6 +120,7 @@ class Monitor:
         if self.fetcher is not None:
             await self.fetcher.__aexit__(None, None, None)
             self.fetcher = None
+        self.parse_pool.close()
         self.store.close()
 
     @property
@@ -197,7 +203,10 @@ class Monitor:
         if result.ok and result.body is not None:
             body_hash = hashlib.blake2b(result.body, digest_size=16).hexdigest()
             if body_hash != state.body_hash:
-                parsed = await anyio.to_thread.run_sync(self._parse, result)
+                # fast parser first, feedparser as fallback; a process pool when many wait (parse_pool)
+                parsed = await self.parse_pool.parse(
+                    result.body, result.final_url, datetime.now(UTC), result.content_type
+                )
         fulltexts = await self._fetch_fulltexts(name, parsed)
         return await anyio.to_thread.run_sync(
             self._write_poll, name, result, parsed, body_hash, slot, fulltexts, limiter=self._db_limiter

@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""story-monitor vs the feed tools people use, measured in one run on one loopback corpus.
+
+Uses the shared peer harness (``../shared/bench``: make_corpus.py, feedserver.py, run_peers.py),
+copied into ``bench/out/peerbench`` and set up there on first use (setup.sh installs rss2email,
+feed2exec and the feed server's aiohttp into venvs of their own, newsboat from Debian; they are
+bench tools, not project dependencies). ``monitor poll`` is plugged into run_peers.py as one more
+peer, so ours and theirs are measured by the same code, with the same server, in the same run:
+cold (all new), warm (nothing changed), incr (10 % of the feeds gained 3 items), each under
+``/usr/bin/time -v``, with the server's request / 304 counters.
+
+Scenarios (``--only`` picks some; default: all):
+
+* ``peers``     N=500, 0 ms: monitor + rss2email, feed2exec, newsboat (1 and 8 threads), median of 3
+* ``latency``   N=2000, 50 ms: monitor alone (target: warm < 2 s)
+* ``stories``   N=500, 0 ms: monitor with 5 stories (matching + diffing), to compare with ``peers``
+* ``daemon``    N=2000: ``monitor run`` for 20 polls, RSS sampled (target: < 250 MB, flat)
+
+Results: ``bench/out/results.json`` / ``results.md`` (ratios), raw peer tables in bench/out/.
+Nothing here is fetched from the internet; the server binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = HERE / "out"
+SHARED = Path(os.environ.get("BENCH_SHARED", ROOT.parent / "shared" / "bench"))
+PEERBENCH = OUT / "peerbench"
+DEFAULT_MONITOR = ROOT / ".venv" / "bin" / "monitor"
+PEERS = "rss2email,feed2exec,newsboat,newsboat-t8"
+
+# The monitor's config for a benchmark state dir. All feeds are on one host (127.0.0.1), so
+# per_host is raised to the global concurrency: with real feeds every outlet is its own host.
+CONFIG_SCRIPT = r"""
+import json, sys
+urls_file, state, n_stories, conc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+urls = [u.strip() for u in open(urls_file) if u.strip()]
+out = ["database: sqlite:///" + state + "/monitor.sqlite3",
+       "fetch:", f"  concurrency: {conc}", f"  per_host: {conc}", "  timeout: 60s",
+       "  allow_private_addresses: true", "  interval: 5s", "  jitter: 0s",
+       "feeds:"]
+for u in urls:
+    name = u.rsplit("/", 1)[-1].removesuffix(".xml")
+    out.append(f"  - {{name: {json.dumps(name)}, url: {json.dumps(u)}}}")
+stories = [
+    ("budapest-summit", "Gipfel in Budapest", ["Budapest", "Gipfel", "Orbán"]),
+    ("tomahawk", "Tomahawks für die Ukraine", ["Tomahawk", "Marschflugkörper"]),
+    ("selenskyj", "Selenskyj in Washington", ["Selenskyj", "Selenski", "Zelensky"]),
+    ("putin-trump", "Putin und Trump", ["Putin", "Trump"]),
+    ("schuldenbremse", "Schuldenbremse", ["Schuldenbremse", "Sondervermögen"]),
+]
+if n_stories:
+    out.append("stories:")
+for sid, title, kws in stories[:n_stories]:
+    out += [f"  - id: {sid}", f"    title: {json.dumps(title)}",
+            f"    baseline: {{text: {json.dumps(title + ': ' + ', '.join(kws) + '.')}}}",
+            f"    keywords: {json.dumps(kws)}"]
+open(state + "/monitor.yaml", "w").write("\n".join(out) + "\n")
+"""
+
+COUNT_SCRIPT = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select count(*) from item').fetchone()[0])"
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_peerbench() -> None:
+    if not (PEERBENCH / "run_peers.py").exists():
+        if not SHARED.exists():
+            raise SystemExit(f"{SHARED} missing: the peer harness lives in ../shared/bench")
+        shutil.copytree(SHARED, PEERBENCH)
+        for p in PEERBENCH.rglob("*"):
+            p.chmod(p.stat().st_mode | 0o200)
+    if not (PEERBENCH / ".venv" / "bin" / "python").exists():
+        log("setting up the peer harness (setup.sh: venvs for the server and the peers, newsboat)")
+        subprocess.run(["./setup.sh"], cwd=PEERBENCH, check=True)
+
+
+def monitor_env(args: argparse.Namespace, name: str, n_stories: int) -> dict[str, str]:
+    py = sys.executable
+    mon = str(args.monitor)
+    return {
+        "EXTRA_PEER_NAME": name,
+        "EXTRA_PEER_VERSION": f"{mon} --version",
+        "EXTRA_PEER_SETUP": (
+            f"{py} -c {sh(CONFIG_SCRIPT)} {{urls_file}} {{state}} {n_stories} {args.concurrency}"
+        ),
+        "EXTRA_PEER_CMD": f"{mon} --config {{state}}/monitor.yaml --log-level warning poll",
+        "EXTRA_PEER_COUNT": f"{py} -c {sh(COUNT_SCRIPT)} {{state}}/monitor.sqlite3",
+    }
+
+
+def sh(text: str) -> str:
+    import shlex
+
+    # run_peers.py formats the commands with str.format: double the braces of literal code.
+    return shlex.quote(text).replace("{", "{{").replace("}", "}}")
+
+
+def run_peers(
+    args: argparse.Namespace,
+    tag: str,
+    extra_env: dict[str, str],
+    peers: str,
+    n: int,
+    latency: int,
+    repeats: int,
+) -> list[dict]:
+    results_json = OUT / f"results-{tag}.json"
+    env = dict(os.environ)
+    for k in [k for k in env if k.startswith("EXTRA_PEER_")]:
+        del env[k]
+    env.update(extra_env)
+    cmd = [
+        str(PEERBENCH / ".venv" / "bin" / "python"),
+        str(PEERBENCH / "run_peers.py"),
+        "--n",
+        str(n),
+        "--latencies",
+        str(latency),
+        "--repeats",
+        str(repeats),
+        "--peers",
+        peers,
+        "--workdir",
+        str(OUT / "work"),
+        "--results-json",
+        str(results_json),
+        "--results-md",
+        str(OUT / f"results-{tag}.md"),
+        "--notes",
+        "/nonexistent",
+    ]
+    log(f"{tag}: {' '.join(cmd[1:])}")
+    subprocess.run(cmd, env=env, check=True)
+    return json.loads(results_json.read_text())["rows"]
+
+
+def summary_row(row: dict) -> dict:
+    s = row["summary"]
+    out = {
+        "peer": row["peer"],
+        "version": row["version"],
+        "n": row["n"],
+        "latency_ms": row["latency_ms"],
+        "repeats": row["repeats"],
+    }
+    for phase in ("cold", "warm", "incr"):
+        p = s.get(phase, {})
+        out[phase] = {
+            "wall_s": p.get("wall_s"),
+            "wall_all": p.get("wall_s_all"),
+            "cpu_s": (p.get("user_s") or 0) + (p.get("sys_s") or 0),
+            "max_rss_mb": (p.get("max_rss_kb") or 0) / 1024,
+            "requests": p.get("requests"),
+            "n304": p.get("n304"),
+            "items": p.get("items"),
+            "expected": p.get("expected_items"),
+        }
+    return out
+
+
+# --- the daemon's memory ------------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MB, from /proc."""
+    cur = peak = 0.0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+def children_rss_mb(pid: int) -> float:
+    total = 0.0
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for kid in kids:
+        with contextlib.suppress(OSError):  # the child may have exited meanwhile
+            total += rss_mb(int(kid))[0] + children_rss_mb(int(kid))
+    return total
+
+
+def daemon_memory(args: argparse.Namespace) -> dict:
+    """`monitor run` against N feeds with a 5 s interval; RSS after every completed poll round."""
+    n, polls = args.daemon_n, args.daemon_polls
+    corpus = OUT / "work" / f"corpus-{n}"
+    if not (corpus / "manifest.json").exists():
+        subprocess.run(
+            [sys.executable, str(PEERBENCH / "make_corpus.py"), "-n", str(n), "-o", str(corpus)], check=True
+        )
+    state = OUT / "work" / "state" / f"daemon-n{n}"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    port_file = state / "server.port"
+    server = subprocess.Popen(
+        [
+            str(PEERBENCH / ".venv" / "bin" / "python"),
+            str(PEERBENCH / "feedserver.py"),
+            "serve",
+            "--corpus",
+            str(corpus),
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    daemon = None
+    try:
+        for _ in range(600):
+            if port_file.exists():
+                break
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        (state / "urls.txt").write_text(
+            "".join(
+                f"{base}/feeds/{s['name']}.xml\n"
+                for s in json.loads((corpus / "manifest.json").read_text())["specs"]
+            )
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CONFIG_SCRIPT,
+                str(state / "urls.txt"),
+                str(state),
+                "1",
+                str(args.concurrency),
+            ],
+            check=True,
+        )
+        daemon_log = (state / "daemon.out").open("w")  # closed with the process
+        daemon = subprocess.Popen(
+            [str(args.monitor), "--config", str(state / "monitor.yaml"), "--log-level", "warning", "run"],
+            stdout=daemon_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        samples: list[dict] = []
+        started = time.time()
+        deadline = started + args.daemon_timeout
+        next_round = n
+        while len(samples) < polls and time.time() < deadline:
+            if daemon.poll() is not None:
+                raise RuntimeError(f"monitor run exited: {(state / 'daemon.out').read_text()[-2000:]}")
+            with urllib.request.urlopen(base + "/_bench/stats", timeout=10) as r:
+                stats = json.loads(r.read())
+            if stats["requests"] >= next_round:
+                cur, peak = rss_mb(daemon.pid)
+                samples.append(
+                    {
+                        "poll": len(samples) + 1,
+                        "requests": stats["requests"],
+                        "n304": stats["n304"],
+                        "rss_mb": round(cur, 1),
+                        "peak_mb": round(peak, 1),
+                        "workers_rss_mb": round(children_rss_mb(daemon.pid), 1),
+                        "t_s": round(time.time() - started, 1),
+                    }
+                )
+                log(f"daemon poll {len(samples)}: rss {cur:.0f} MB (peak {peak:.0f} MB)")
+                next_round += n
+            time.sleep(0.2)
+        return {"n": n, "samples": samples}
+    finally:
+        for p in (daemon, server):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def fmt(v: float | None, nd: int = 2) -> str:
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if not ours or not theirs:
+        return "–"
+    return f"{ours / theirs:.2f}"
+
+
+def host() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def report(res: dict) -> str:
+    L = [
+        f"# story-monitor benchmark ({res['when']})",
+        "",
+        f"Machine: {res['host']}. {res.get('conditions', '')}",
+        "",
+    ]
+    rows = res.get("peers", [])
+    if rows:
+        ours = next((r for r in rows if r["peer"] == "monitor"), None)
+        others = [r for r in rows if r["peer"] != "monitor"]
+        L += [
+            f"## N={rows[0]['n']} feeds, 0 ms latency (median of {rows[0]['repeats']}, one run)",
+            "",
+            "| tool | cold s | warm s | incr s | cold CPU s | peak RSS MB cold/warm | items cold/warm/incr | 304s warm |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in ([ours] if ours else []) + others:
+            L.append(
+                f"| {r['peer']} {r['version']} | {fmt(r['cold']['wall_s'])} | {fmt(r['warm']['wall_s'])} | "
+                f"{fmt(r['incr']['wall_s'])} | {fmt(r['cold']['cpu_s'])} | "
+                f"{fmt(r['cold']['max_rss_mb'], 0)} / {fmt(r['warm']['max_rss_mb'], 0)} | "
+                f"{r['cold']['items']} / {r['warm']['items']} / {r['incr']['items']} ({r['incr']['expected']}) | "
+                f"{r['warm']['n304']}/{r['warm']['requests']} |"
+            )
+        if ours and others:
+            L += [
+                "",
+                "Ratio monitor / peer (wall time; < 1 = monitor faster; target ≤ 0.5 against the fastest):",
+                "",
+                "| peer | cold | warm | incr |",
+                "|---|---|---|---|",
+            ]
+            for r in others:
+                L.append(
+                    f"| {r['peer']} | "
+                    + " | ".join(ratio(ours[p]["wall_s"], r[p]["wall_s"]) for p in ("cold", "warm", "incr"))
+                    + " |"
+                )
+            best = {
+                p: min((r[p]["wall_s"] for r in others if r[p]["wall_s"]), default=None)
+                for p in ("cold", "warm", "incr")
+            }
+            L.append(
+                "| **fastest peer per phase** | "
+                + " | ".join(ratio(ours[p]["wall_s"], best[p]) for p in ("cold", "warm", "incr"))
+                + " |"
+            )
+    for key, title in (
+        ("stories", "N=500, 0 ms, 5 stories (matching + diffing)"),
+        ("latency", "N=2000, 50 ms latency (monitor alone)"),
+    ):
+        rows = res.get(key, [])
+        if rows:
+            r = rows[0]
+            L += [
+                "",
+                f"## {title}",
+                "",
+                "| phase | wall s (all runs) | CPU s | peak RSS MB | 304s |",
+                "|---|---|---|---|---|",
+            ]
+            for p in ("cold", "warm", "incr"):
+                x = r[p]
+                L.append(
+                    f"| {p} | {fmt(x['wall_s'])} ({', '.join(fmt(w) for w in x['wall_all'] or [])}) | "
+                    f"{fmt(x['cpu_s'])} | {fmt(x['max_rss_mb'], 0)} | {x['n304']}/{x['requests']} |"
+                )
+    d = res.get("daemon")
+    if d and d.get("samples"):
+        s = d["samples"]
+        L += [
+            "",
+            f"## `monitor run`, N={d['n']}, RSS after each poll round",
+            "",
+            "| poll | RSS MB | peak MB | parse workers MB | 304s | t s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for x in s:
+            L.append(
+                f"| {x['poll']} | {x['rss_mb']} | {x['peak_mb']} | {x['workers_rss_mb']} | {x['n304']} | {x['t_s']} |"
+            )
+    return "\n".join(L) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="peers,stories,latency,daemon")
+    ap.add_argument("--peers", default=PEERS, help=f"peers for the side-by-side run (default {PEERS})")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--concurrency", type=int, default=100)
+    ap.add_argument(
+        "--monitor", type=Path, default=DEFAULT_MONITOR, help="the monitor entry point to measure"
+    )
+    ap.add_argument("--daemon-n", type=int, default=2000)
+    ap.add_argument("--daemon-polls", type=int, default=20)
+    ap.add_argument("--daemon-timeout", type=float, default=900)
+    ap.add_argument("--conditions", default="", help="free text noted in the report (e.g. machine load)")
+    args = ap.parse_args()
+    OUT.mkdir(exist_ok=True)
+    ensure_peerbench()
+    only = set(args.only.split(","))
+    res_path = OUT / "results.json"
+    res = json.loads(res_path.read_text()) if res_path.exists() else {}
+    res.update(
+        {"when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "host": host(), "conditions": args.conditions}
+    )
+    if "peers" in only:
+        rows = run_peers(args, "peers", monitor_env(args, "monitor", 1), args.peers, args.n, 0, args.repeats)
+        res["peers"] = [summary_row(r) for r in rows]
+    if "stories" in only:
+        rows = run_peers(
+            args, "stories", monitor_env(args, "monitor-5-stories", 5), "", args.n, 0, args.repeats
+        )
+        res["stories"] = [summary_row(r) for r in rows]
+    if "latency" in only:
+        rows = run_peers(args, "latency", monitor_env(args, "monitor", 1), "", 2000, 50, args.repeats)
+        res["latency"] = [summary_row(r) for r in rows]
+    if "daemon" in only:
+        res["daemon"] = daemon_memory(args)
+    res_path.write_text(json.dumps(res, indent=1))
+    (OUT / "results.md").write_text(report(res))
+    print(report(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""A fast path for the parse stage: ``feedparser-rs`` (a feedparser-compatible parser in Rust).
+
+feedparser stays the reference parser. This module only takes the documents it is sure about:
+well-formed RSS 2.0 / RSS 1.0 / Atom 1.0 in an ASCII-compatible encoding, without DTD declarations,
+which ``feedparser-rs`` parses without complaint. Anything else (a bozo flag, an unknown version,
+an HTTP charset that disagrees with the document, UTF-16/32, replacement characters, ...) returns
+``None`` and the caller falls back to ``monitor.parse.parse_feed``. ``tests/test_fastparse.py``
+checks on a large generated corpus and on malformed documents that both paths give identical
+normalised entries.
+
+Why it pays: on the benchmark corpus (22,321 entries) feedparser takes ~5 s of one core,
+feedparser-rs ~0.15 s. The normalisation (plain text, canonical URL, ids, dates) is the same code.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from monitor.parse import (
+    FUTURE_TOLERANCE,
+    Entry,
+    ParsedFeed,
+    _struct_to_datetime,
+    canonical_url,
+    content_hash,
+    html_to_text,
+)
+
+try:  # an optional accelerator: without it everything goes through feedparser
+    import feedparser_rs as _fprs
+except ImportError:  # pragma: no cover - depends on the platform's wheels
+    _fprs = None
+
+AVAILABLE = _fprs is not None
+
+# Versions whose normalised output the differential test covers.
+_ACCEPTED_VERSIONS = {"rss20", "rss10", "atom10"}
+# Encodings both parsers decode the same way (feedparser-rs reports ISO-8859-1 as windows-1252).
+_SAFE_ENCODINGS = {"utf-8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252"}
+_XML_DECL_RE = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._-]+)""", re.I)
+# Markup where the two parsers are known (or not proven) to differ: DTDs and entity declarations,
+# XInclude, xml:base (relative links), and the encodings checked below.
+_RISKY_MARKUP = (b"<!DOCTYPE", b"<!doctype", b"<!ENTITY", b"xml:base", b"\x00")
+_XML_MEDIA_TYPES = {"application/xml", "text/xml"}
+_XML_ROOT_RE = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(rss|feed|rdf:RDF)\b", re.S)
+
+
+# An absolute http(s) URL already in canonical form: lower-case scheme and host, no port, userinfo,
+# query, fragment, parameters or backslashes. ``canonical_url`` returns such a URL unchanged (urljoin
+# keeps an absolute URL with a host as it is), so the urllib round trips can be skipped.
+_CANONICAL_URL_RE = re.compile(r"^https?://[a-z0-9.-]+/[A-Za-z0-9._~!$&'()*+,=:@%/-]*$")
+
+
+def fast_canonical_url(url: str | None, base: str | None = None) -> str | None:
+    """``canonical_url`` with a shortcut for URLs that are canonical already (most feed links)."""
+    if url and _CANONICAL_URL_RE.match(url):
+        return url
+    return canonical_url(url, base)
+
+
+def _is_relative(value: str) -> bool:
+    """A relative URL (no scheme): feedparser resolves links and permalink guids against the document."""
+    try:
+        return bool(value) and not urlsplit(value).scheme
+    except ValueError:
+        return True
+
+
+def _declared_encoding(body: bytes) -> str:
+    m = _XML_DECL_RE.match(body[:512])
+    return m.group(1).decode("ascii").lower() if m else "utf-8"
+
+
+def _acceptable_bytes(body: bytes, content_type: str | None) -> bool:
+    if not body or body.startswith((b"\xef\xbb\xbf", b"\xfe\xff", b"\xff\xfe")):
+        return False  # empty, or a BOM (UTF-8 BOM included: let the reference parser handle it)
+    if not _XML_ROOT_RE.match(body[:4096]):
+        return False  # not plainly an RSS/Atom/RDF document (HTML pages, JSON, junk)
+    if any(marker in body for marker in _RISKY_MARKUP):
+        return False
+    declared = _declared_encoding(body)
+    if declared not in _SAFE_ENCODINGS:
+        return False
+    if not content_type:
+        return False  # feedparser flags a missing Content-Type as a problem: let it word it
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in _XML_MEDIA_TYPES and not media.endswith("+xml"):
+        return False  # text/html, text/plain, ...: feedparser's content-type rules decide
+    m = _CHARSET_RE.search(content_type)
+    if m and m.group(1).lower() != declared:
+        return False  # HTTP and XML disagree: feedparser's RFC 3023 rules decide
+    try:
+        body.decode("utf-8")
+        valid_utf8 = True
+    except UnicodeDecodeError:
+        valid_utf8 = False
+    if declared in ("utf-8", "us-ascii", "ascii"):
+        return valid_utf8  # mislabelled bytes: feedparser's encoding fallbacks decide
+    # Declared Latin-1 but the bytes are UTF-8 (non-ASCII): feedparser's guessing decides.
+    return not (valid_utf8 and not body.isascii())
+
+
+def _entry_content(raw: Any) -> str:
+    best = ""
+    for c in raw.get("content") or []:
+        text = html_to_text(getattr(c, "value", None))
+        if len(text) > len(best):
+            best = text
+    return best
+
+
+def parse_feed_fast(
+    body: bytes,
+    *,
+    url: str,
+    fetched_at: datetime,
+    content_type: str | None = None,
+) -> ParsedFeed | None:
+    """Parse with feedparser-rs, or return ``None`` when the document needs the reference parser.
+
+    Produces exactly what ``monitor.parse.parse_feed`` produces for the documents it accepts."""
+    if _fprs is None or not _acceptable_bytes(body, content_type):
+        return None
+    try:
+        raw = _fprs.parse(body, sanitize_html=False, resolve_relative_uris=False)
+    except Exception:
+        return None
+    if raw.bozo or raw.version not in _ACCEPTED_VERSIONS:
+        return None
+    feed_meta = raw.feed
+    problems: list[str] = []
+    ttl: float | None = None
+    ttl_raw = feed_meta.get("ttl")
+    if ttl_raw:
+        try:
+            ttl = float(ttl_raw) * 60.0
+        except (TypeError, ValueError):
+            return None  # the reference parser words the problem
+
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    base = feed_meta.get("link") or url
+    for raw_entry in raw.entries:
+        title = html_to_text(raw_entry.get("title"))
+        summary = html_to_text(raw_entry.get("summary"))
+        content = _entry_content(raw_entry)
+        if content == summary:
+            content = ""
+        if "\ufffd" in title or "\ufffd" in summary or "\ufffd" in content:
+            return None  # a decoding problem: the reference parser reports it
+        raw_link = raw_entry.get("link")
+        guid = (raw_entry.get("id") or "").strip()
+        if _is_relative(raw_link or "") or (raw_entry.get("guidislink") and _is_relative(guid)):
+            return None  # feedparser resolves relative links against the document: let it
+        link = fast_canonical_url(raw_link, base)
+        entry_id = guid or link or "hash:" + content_hash(title, summary, content)
+        if entry_id in seen:
+            problems.append(f"duplicate entry id {entry_id[:200]!r} (kept the first)")
+            continue
+        seen.add(entry_id)
+        published = _struct_to_datetime(raw_entry.get("published_parsed")) or _struct_to_datetime(
+            raw_entry.get("updated_parsed")
+        )
+        from_feed = published is not None
+        if published is not None and published > fetched_at + FUTURE_TOLERANCE:
+            problems.append(
+                f"entry {entry_id[:200]!r} is dated in the future ({published.isoformat()}); used fetch time"
+            )
+            published, from_feed = None, False
+        if published is None:
+            if raw_entry.get("published") or raw_entry.get("updated"):
+                return None  # a date string it could not read: let the reference parser try
+            published = fetched_at
+        entries.append(
+            Entry(
+                entry_id=entry_id[:1000],
+                url=link,
+                title=title,
+                summary=summary,
+                content=content,
+                published=published,
+                published_from_feed=from_feed,
+                content_hash=content_hash(title, summary, content, link),
+            )
+        )
+    return ParsedFeed(
+        entries=entries,
+        title=html_to_text(feed_meta.get("title")),
+        version=raw.version,
+        ttl_seconds=ttl,
+        problems=problems,
+    )

@@ -1,0 +1,132 @@
+"""The parse pool: many parses at once go to worker processes, results equal the in-process parse,
+and a broken pool falls back to threads without losing a parse."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import UTC, datetime
+
+import anyio
+import pytest
+
+from monitor import parse_pool
+from monitor.parse import parse_feed
+from monitor.parse_pool import ParsePool, parse_document
+from tests.feeds import FakeEntry, rss
+
+FETCHED_AT = datetime(2025, 10, 22, 18, 0, tzinfo=UTC)
+
+
+def _feed(i: int, n: int = 20) -> bytes:
+    entries = [
+        FakeEntry(
+            guid=f"feed{i}-item{j}",
+            title=f"Gipfel in Budapest: Meldung {j} aus Feed {i}",
+            text=f"Die Außenministerin äußerte sich zur Straßenblockade Nummer {j}. Weitere Details folgen.",
+            link=f"https://zeitung{i}.example/artikel/{j}.html?utm_source=rss",
+            published=datetime(2025, 10, 20, 8, j % 60, tzinfo=UTC),
+        )
+        for j in range(n)
+    ]
+    return rss(entries, title=f"Zeitung {i}").encode("utf-8")
+
+
+CTYPE = "application/rss+xml; charset=utf-8"
+
+
+async def _parse_all(pool: ParsePool, bodies: list[bytes]) -> list:
+    results: list = [None] * len(bodies)
+
+    async def one(i: int) -> None:
+        results[i] = await pool.parse(bodies[i], f"https://zeitung{i}.example/rss", FETCHED_AT, CTYPE)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(bodies)):
+            tg.start_soon(one, i)
+    return results
+
+
+def _reference(bodies: list[bytes]) -> list:
+    return [
+        parse_feed(b, url=f"https://zeitung{i}.example/rss", fetched_at=FETCHED_AT, content_type=CTYPE)
+        for i, b in enumerate(bodies)
+    ]
+
+
+def test_concurrent_parses_use_worker_processes_and_match_reference() -> None:
+    bodies = [_feed(i) for i in range(12)]
+    pool = ParsePool(workers=2)
+    try:
+        results = anyio.run(_parse_all, pool, bodies)
+        assert results == _reference(bodies)
+        assert pool.parsed_in_pool >= 10  # all but the first one or two went to the pool
+        assert pool.parsed_in_pool + pool.parsed_in_thread == len(bodies)
+    finally:
+        pool.close()
+
+
+def test_single_small_parse_stays_in_a_thread() -> None:
+    pool = ParsePool(workers=2)
+    try:
+        body = _feed(1)
+        result = anyio.run(pool.parse, body, "https://zeitung1.example/rss", FETCHED_AT, CTYPE)
+        assert result == parse_document(body, "https://zeitung1.example/rss", FETCHED_AT, CTYPE)
+        assert (pool.parsed_in_thread, pool.parsed_in_pool) == (1, 0)
+        assert pool._executor is None  # no processes started for one small feed
+    finally:
+        pool.close()
+
+
+def test_large_body_goes_to_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_pool, "POOL_MIN_BYTES", 1000)
+    pool = ParsePool(workers=2)
+    try:
+        body = _feed(2, n=30)
+        assert len(body) > 1000
+        result = anyio.run(pool.parse, body, "https://zeitung2.example/rss", FETCHED_AT, CTYPE)
+        assert result == parse_document(body, "https://zeitung2.example/rss", FETCHED_AT, CTYPE)
+        assert pool.parsed_in_pool == 1
+    finally:
+        pool.close()
+
+
+def test_one_core_means_threads_only() -> None:
+    pool = ParsePool(workers=1)
+    bodies = [_feed(i, n=5) for i in range(6)]
+    results = anyio.run(_parse_all, pool, bodies)
+    assert results == _reference(bodies)
+    assert (pool.parsed_in_pool, pool.parsed_in_thread) == (0, 6)
+    pool.close()
+
+
+def test_killed_worker_falls_back_to_threads_without_losing_parses() -> None:
+    bodies = [_feed(i) for i in range(8)]
+    pool = ParsePool(workers=2)
+    try:
+        first = anyio.run(_parse_all, pool, bodies)
+        assert pool.parsed_in_pool > 0
+        # Kill the worker processes behind the pool's back (as the OOM killer would).
+        executor = pool._executor
+        assert executor is not None
+        for pid in list(executor._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        second = anyio.run(_parse_all, pool, bodies)
+        assert second == first == _reference(bodies)
+        assert pool._broken
+        assert pool.parsed_in_thread >= len(bodies)
+        # Once broken, later parses go straight to threads.
+        before = pool.parsed_in_thread
+        anyio.run(_parse_all, pool, bodies[:3])
+        assert pool.parsed_in_thread == before + 3
+    finally:
+        pool.close()
+
+
+def test_fast_path_and_fallback_give_the_reference_result() -> None:
+    good = _feed(3)
+    broken = good.replace(b"</channel>", b"")  # not well-formed: feedparser's loose parser takes it
+    for body in (good, broken):
+        assert parse_document(body, "https://z.example/rss", FETCHED_AT, CTYPE) == parse_feed(
+            body, url="https://z.example/rss", fetched_at=FETCHED_AT, content_type=CTYPE
+        )
