@@ -1,8 +1,8 @@
 """Mark the words of a novel sentence that the baseline does not contain. Pure.
 
 The diff stage owns novelty (which sentences are new); this only shows *why* a sentence reads as
-new: its words whose folded form and lemma appear nowhere in the baseline. When the diff stage
-offers its own highlighter (``monitor.diff.highlight_segments``) that one is used instead.
+new: its words that appear nowhere in the baseline. When the diff stage can judge words (``monitor.diff.novel_words`` against its baseline model) its judgement is used,
+so the page highlights what the CLI and the alerts highlight.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import lru_cache
 from monitor import text as textlib
 
 # Words of the sentence as written (keeps umlauts, case and hyphenated compounds).
-_TOKEN_RE = re.compile(r"\w+(?:[-‐]\w+)*", re.UNICODE)
+_TOKEN_RE = re.compile(r"[^\W_]+(?:[-‐‑][^\W_]+)*")  # the same tokens as the diff stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +46,46 @@ def _is_known(word: str, vocab: frozenset[str]) -> bool:
 
 
 def highlight_segments(sentence: str, baseline_text: str) -> list[Segment]:
-    """Split ``sentence`` into segments; ``new`` marks words absent from the baseline."""
-    external = _diff_highlighter()
-    if external is not None:
-        return [Segment(text, bool(new)) for text, new in external(sentence, baseline_text)]
-    vocab = baseline_vocabulary(baseline_text)
+    """Split ``sentence`` into segments; ``new`` marks words absent from the baseline. Uses the diff
+    stage's judgement (``monitor.diff.novel_words``) when it is available, else a lemma lookup."""
+    if not baseline_text:
+        return [Segment(sentence, False)] if sentence else []
+    novel = _diff_novel_words(sentence, baseline_text)
+    vocab = baseline_vocabulary(baseline_text) if novel is None else frozenset()
     segments: list[Segment] = []
     pos = 0
     for m in _TOKEN_RE.finditer(sentence):
         if m.start() > pos:
             segments.append(Segment(sentence[pos : m.start()], False))
         word = m.group(0)
-        segments.append(Segment(word, bool(baseline_text) and not _is_known(word, vocab)))
+        new = word in novel if novel is not None else not _is_known(word, vocab)
+        segments.append(Segment(word, new))
         pos = m.end()
     if pos < len(sentence):
         segments.append(Segment(sentence[pos:], False))
     return _merge(segments)
+
+
+@lru_cache(maxsize=16)
+def _diff_baseline(baseline_text: str) -> object | None:
+    try:
+        from monitor import diff
+
+        return diff.build_baseline("web", baseline_text)
+    except Exception:  # the diff stage is optional here: fall back to the lemma lookup
+        return None
+
+
+def _diff_novel_words(sentence: str, baseline_text: str) -> set[str] | None:
+    model = _diff_baseline(baseline_text)
+    if model is None:
+        return None
+    try:
+        from monitor import diff
+
+        return set(diff.novel_words(sentence, model.reference))  # type: ignore[attr-defined]
+    except Exception:
+        return None
 
 
 def _merge(segments: list[Segment]) -> list[Segment]:
@@ -83,11 +107,3 @@ def _merge(segments: list[Segment]) -> list[Segment]:
             continue
         out.append(seg)
     return out
-
-
-def _diff_highlighter():  # type: ignore[no-untyped-def]
-    """The diff stage's highlighter, when it has one with the agreed signature
-    ``highlight_segments(sentence, baseline_text) -> [(text, is_new), ...]``."""
-    from monitor import diff
-
-    return getattr(diff, "highlight_segments", None)
