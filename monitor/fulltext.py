@@ -78,7 +78,9 @@ async def fetch_fulltext(fetcher: Fetcher, url: str | None, teaser: str = "") ->
     html = _decode(result.body, result.content_type)
     if "text/plain" in ctype:
         text = html.strip()
-        return FullText(text, "ok") if len(text) > len(teaser) else FullText(None, "failed: page text too short")
+        return (
+            FullText(text, "ok") if len(text) > len(teaser) else FullText(None, "failed: page text too short")
+        )
     return await anyio.to_thread.run_sync(extract_article, html, result.final_url, teaser)
 
 
