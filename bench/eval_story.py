@@ -294,7 +294,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     corpus = Path(args.corpus)
     if not corpus.is_file():
         raise SystemExit(f"eval_story: corpus not found: {corpus}")
-    baseline = Path(args.baseline)
+    baseline = Path(args.baseline).resolve()
     if not baseline.is_file():
         raise SystemExit(f"eval_story: baseline not found: {baseline}")
     items = load_corpus(corpus, datetime.now(UTC))

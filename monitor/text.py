@@ -43,7 +43,7 @@ _WORD_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _SENTENCE_RE = re.compile(r"(?<=[.!?…])[\"'“”„»«)]*\s+(?=[\"'“”„»«(]*[A-ZÄÖÜ0-9])|\n+")
 # The same boundary within one paragraph, starting at the punctuation mark: a pattern that opens
 # with a character class lets the regex engine skip ahead quickly (about 2x faster).
-_BOUNDARY_RE = re.compile(r"[.!?…][\"'“”„»«)]*\s+(?=[\"'“”„»«(]*[A-ZÄÖÜ0-9])")
+_BOUNDARY_RE = re.compile(r"[.!?…]([\"'“”„»«)]*)\s+(?=[\"'“”„»«(]*[A-ZÄÖÜ0-9])")
 _ABBREV_END = re.compile(
     r"(?:\b(?:z\.B|u\.a|d\.h|bzw|ca|Dr|Prof|Nr|St|vgl|sog|usw|etc|Mio|Mrd|Jh|Abs|Art|Hr|Fr|gem|inkl|evtl|ggf)\.|\b[A-Z]\.|\b\d{1,2}\.)$"
 )
@@ -108,7 +108,7 @@ def sentences(text: str) -> list[str]:
             continue
         start = 0
         for m in _BOUNDARY_RE.finditer(para):
-            candidate = para[start : m.start() + 1].strip()
+            candidate = para[start : m.end(1)].strip()  # closing quotes stay with the sentence
             if _ends_with_abbreviation(candidate):
                 continue
             if candidate:

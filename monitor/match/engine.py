@@ -231,8 +231,20 @@ class _Clause:
 class StoryState:
     """What the matcher knows about the story so far (rebuilt from the store on start)."""
 
-    start: datetime | None = None  # earliest dated item that restates the baseline
+    start: datetime | None = None  # when the story started (see ``note_restatement``)
     vectors: deque[tuple[dict[str, float], float]] = field(default_factory=lambda: deque(maxlen=400))
+    # The dated items most similar to the baseline, (similarity, published): restatements of the
+    # baseline cluster around the time it was written.
+    closest: list[tuple[float, datetime]] = field(default_factory=list)
+
+    def note_restatement(self, similarity: float, published: datetime) -> None:
+        """The story started when the baseline was written: the median date of the three items
+        closest to the baseline (one old item that happens to resemble it cannot move it)."""
+        self.closest.append((similarity, published))
+        self.closest.sort(key=lambda p: (-p[0], p[1]))
+        del self.closest[3:]
+        dates = sorted(p[1] for p in self.closest)
+        self.start = dates[(len(dates) - 1) // 2] if len(dates) != 2 else self.closest[0][1]
 
 
 def _vector(counts: Counter[str]) -> tuple[dict[str, float], float]:
@@ -306,13 +318,10 @@ class StoryMatcher:
         doc = prepare(title, text)
         vec = _vector(doc.lemma_counts())
         self.state.vectors.append(vec)
-        if (
-            published is not None
-            and self.baseline_vector is not None
-            and _cosine(vec, self.baseline_vector) >= self.similarity.anchor
-            and (self.state.start is None or published < self.state.start)
-        ):
-            self.state.start = published
+        if published is not None and self.baseline_vector is not None:
+            similarity = _cosine(vec, self.baseline_vector)
+            if similarity >= self.similarity.anchor:
+                self.state.note_restatement(similarity, published)
 
     @property
     def background_cutoff(self) -> datetime | None:

@@ -1,0 +1,503 @@
+"""Story matching on German texts we wrote: variants, folding, morphology, compounds, rules, traps,
+story-aware relevance, rule errors, ``monitor match`` and the pipeline's background handling."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.config import ConfigError, StoryConfig, load_config, parse_config
+from monitor.match import StoryMatcher, compile_story
+from tests.conftest import Project
+from tests.feeds import FakeEntry, rss
+from tests.servers import FeedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = load_config(ROOT / "feeds.yaml")
+SHIPPED_STORY = SHIPPED.story("budapest-summit")
+SHIPPED_BASELINE = (ROOT / "stories" / "budapest-summit.md").read_text(encoding="utf-8")
+
+
+def story(rules: dict[str, Any] | None = None, **extra: Any) -> StoryConfig:
+    data: dict[str, Any] = {"id": "test", "title": "Test", **extra}
+    if rules is not None:
+        data["rules"] = rules
+    return StoryConfig.model_validate(data)
+
+
+def shipped() -> StoryMatcher:
+    return compile_story(SHIPPED_STORY, SHIPPED_BASELINE)
+
+
+def groups_hit(matcher: StoryMatcher, text: str) -> set[str]:
+    doc_hits = matcher.terms.hits(__import__("monitor.match", fromlist=["prepare"]).prepare("", text).folded)
+    return {matcher.terms.groups[gi] for _, gi, _ in doc_hits}
+
+
+# --- terms: variants, folding, morphology, compounds -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "Selenski",
+        "Selenskyj",
+        "Selenskij",
+        "Selenskyi",
+        "Zelensky",
+        "Zelenskyy",
+        "Zelenskij",
+        "SELENSKYJ",
+        "Selenskyjs",
+        "Selenskis",
+        "Zelenskiy",
+    ],
+)
+def test_every_selenski_spelling_is_the_same_person(spelling: str) -> None:
+    assert "selenski" in groups_hit(shipped(), f"Gestern sprach {spelling} in Kiew.")
+
+
+@pytest.mark.parametrize(
+    ("text", "group"),
+    [
+        ("Dmitrijew bestätigte das Treffen.", "dmitrijew"),
+        ("Kirill Dmitriev confirmed.", "dmitrijew"),
+        ("Viktor Orbán sagte", "orban"),
+        ("Viktor Orban sagte", "orban"),
+        ("Lavrov und Rubio telefonierten", "lawrow"),
+        ("Lawrow und Rubio telefonierten", "rubio"),
+        ("im Weissen Haus", "washington"),
+        ("im Weißen Haus", "washington"),
+        ("im WEISSEN HAUS", "washington"),
+    ],
+)
+def test_name_variants_and_umlaut_folding(text: str, group: str) -> None:
+    assert group in groups_hit(shipped(), text)
+
+
+@pytest.mark.parametrize(
+    ("text", "group"),
+    [
+        ("Der Budapest-Gipfel ist geplant.", "summit"),
+        ("Der Budapest-Gipfel ist geplant.", "budapest"),
+        ("Ein Gipfeltreffen in Ungarn", "summit"),
+        ("Die Vorbereitung des Gipfels läuft.", "summit"),
+        ("Der Ort des Treffens ist offen.", "summit"),
+        ("Trump trifft Putin", "summit"),
+        ("Sie haben sich getroffen.", "summit"),
+        ("Der Gipfelort steht fest.", "summit"),
+        ("Der Klimagipfel endet.", "summit"),  # '*gipfel': a kind of summit
+        ("Keine Tomahawk-Lieferungen an Kiew", "tomahawk"),
+        ("Tomahawks für die Ukraine", "tomahawk"),
+        ("der Kremlchef warnte", "putin"),
+        ("Das Trump-Putin-Treffen", "trump"),
+        ("Das Trump-Putin-Treffen", "putin"),
+        ("Das Trump-Putin-Treffen", "summit"),
+        ("die ungarische Hauptstadt", "budapest"),
+        ("in der ungarischen Hauptstadt", "budapest"),
+        ("Sanktionen gegen Rosneft", "sanctions"),
+    ],
+)
+def test_inflection_and_compounds(text: str, group: str) -> None:
+    assert group in groups_hit(shipped(), text)
+
+
+@pytest.mark.parametrize(
+    ("text", "group"),
+    [
+        ("Wanderer auf den Alpengipfeln", "summit"),
+        ("Der Berggipfel im Nebel", "summit"),
+        ("Das spielte er als Trumpf aus.", "trump"),
+        ("Was betrifft das? Es betreffen alle.", "summit"),
+        ("Budapester Straße in Berlin", "summit"),
+    ],
+)
+def test_no_false_hits_inside_unrelated_words(text: str, group: str) -> None:
+    assert group not in groups_hit(shipped(), text)
+
+
+def test_plain_term_never_matches_as_the_tail_of_a_compound() -> None:
+    m = compile_story(story(keywords=["Gipfel"]))
+    assert m.match("Wandern", "Auf den Alpengipfeln liegt Schnee.").matched is False
+    assert m.match("Politik", "Das Gipfeltreffen beginnt.").matched is True
+    assert m.match("Politik", "Die Gipfel-Teilnehmer reisen an.").matched is True
+    assert m.match("Politik", "Der Ort des Gipfels steht fest.").matched is True
+
+
+def test_exact_terms_and_exclusions() -> None:
+    m = compile_story(story({"terms": {"k": ["=USA", "*gipfel", "!Alpengipfel"]}, "match": [{"any": ["k"]}]}))
+    assert m.match("", "Die USA reagieren.").matched
+    assert not m.match("", "Die USAF fliegt.").matched
+    assert m.match("", "Der EU-Gipfel tagt.").matched
+    assert m.match("", "Der Klimagipfel tagt.").matched
+    assert not m.match("", "Auf dem Alpengipfel.").matched
+
+
+# --- the shipped story: traps and follow-ups ---------------------------------------------------
+
+TRAPS = {
+    "pride": (
+        "Budapest Pride trotz Verbot",
+        "Zehntausende zogen am Samstag durch Budapest. Die Regierung von Viktor Orbán hatte die "
+        "Pride verboten, der Bürgermeister erklärte sie zur städtischen Veranstaltung.",
+    ),
+    "formula1": (
+        "Norris gewinnt in Ungarn",
+        "Beim Großen Preis von Ungarn bei Budapest siegte Lando Norris vor Oscar Piastri. "
+        "Das Treffen der Teamchefs am Vorabend verlief ruhig.",
+    ),
+    "steak": (
+        "Das perfekte Tomahawk-Steak",
+        "Ein Tomahawk vom Rind braucht Zeit: erst scharf anbraten, dann im Ofen garen. "
+        "Dazu passt ein kräftiger Rotwein aus Ungarn.",
+    ),
+    "tomahawk-elsewhere": (
+        "US-Marine feuert Marschflugkörper",
+        "Zerstörer der US-Marine haben Tomahawk-Marschflugkörper auf Ziele im Jemen abgefeuert, "
+        "teilte das Pentagon mit. Präsident Trump sprach von einem Erfolg.",
+    ),
+    "eu-summit": (
+        "EU-Gipfel in Brüssel berät über Hilfen",
+        "Beim EU-Gipfel in Brüssel sprach Selenskyj per Video zu den Staats- und Regierungschefs. "
+        "Sie berieten über neue Milliardenhilfen für die Ukraine.",
+    ),
+    "selenskyj-domestic": (
+        "Selenskyj entlässt Minister",
+        "Der ukrainische Präsident Wolodymyr Selenskyj hat nach Korruptionsvorwürfen zwei Minister "
+        "entlassen. Die Ermittlungen betreffen den Energiesektor.",
+    ),
+    "memorandum": (
+        "Das Budapester Memorandum von 1994",
+        "Im Budapester Memorandum gab die Ukraine ihre Atomwaffen ab. Russland, die USA und "
+        "Großbritannien sicherten ihr dafür die Achtung ihrer Grenzen zu.",
+    ),
+    "alpine": (
+        "Bergsteiger erreichen den Gipfel",
+        "Nach sechs Stunden erreichten die Bergsteiger die Alpengipfel. Das Treffen am "
+        "Gipfelkreuz war der Höhepunkt.",
+    ),
+}
+
+
+@pytest.mark.parametrize("trap", sorted(TRAPS))
+def test_traps_do_not_match_the_shipped_story(trap: str) -> None:
+    title, text = TRAPS[trap]
+    result = shipped().match(title, text, datetime(2025, 10, 20, tzinfo=UTC))
+    assert result.matched is False, result
+
+
+STORY_ITEMS = {
+    "summit": (
+        "Trump will Putin in Budapest treffen",
+        "Nach einem langen Telefonat kündigte US-Präsident Donald Trump ein Gipfeltreffen mit "
+        "Wladimir Putin in der ungarischen Hauptstadt an. Viktor Orbán erklärte, Ungarn sei bereit.",
+    ),
+    "tomahawk": (
+        "Keine Tomahawks für Kiew",
+        "Beim Besuch im Weißen Haus erhielt Selenskyj keine Zusage für die Marschflugkörper vom Typ "
+        "Tomahawk. Die Ukraine hatte auf die Waffen gehofft.",
+    ),
+    "rubio-lawrow": (
+        "Außenminister telefonieren",
+        "Marco Rubio und Sergej Lawrow haben am Montag miteinander telefoniert, um das Treffen der "
+        "Präsidenten vorzubereiten.",
+    ),
+    "sanctions": (
+        "Washington verhängt Sanktionen gegen Ölkonzerne",
+        "Die US-Regierung von Donald Trump hat Sanktionen gegen Rosneft und Lukoil verhängt. Der "
+        "Kreml reagierte verärgert.",
+    ),
+    "called-off": (
+        "Gipfel abgesagt",
+        "Trump hat das geplante Treffen mit Putin in Budapest abgesagt. Es habe sich nicht richtig "
+        "angefühlt, sagte er.",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STORY_ITEMS))
+def test_story_items_and_follow_ups_match(name: str) -> None:
+    title, text = STORY_ITEMS[name]
+    result = shipped().match(title, text, datetime(2025, 10, 21, tzinfo=UTC))
+    assert result.matched is True, result
+    assert result.evidence and result.terms and result.rules
+
+
+def test_budapest_alone_is_not_the_story() -> None:
+    m = shipped()
+    assert not m.match("Budapest im Herbst", "Budapest ist eine schöne Stadt an der Donau.").matched
+    assert m.match("Budapest im Herbst", "Trump und Putin wollen sich in Budapest treffen.").matched
+
+
+# --- rules: proximity, none, exclude, fields, threshold ----------------------------------------
+
+RULES: dict[str, Any] = {
+    "terms": {"city": ["Budapest"], "meet": ["Gipfel", "Treffen"], "leader": ["Trump", "Putin"]},
+    "match": [{"all": ["city", "meet", "leader"], "near": "sentence", "weight": 2}],
+    "threshold": 2,
+    "fields": {"title": 1.5, "body": 1},
+}
+
+
+def test_same_sentence_proximity() -> None:
+    m = compile_story(story(RULES))
+    assert m.match("", "Trump plant ein Treffen in Budapest.").matched
+    far = "Budapest ist schön. Das Wetter war gut. Trump plant ein Treffen."
+    assert not m.match("", far).matched
+
+
+def test_word_window_proximity() -> None:
+    rules = {**RULES, "match": [{"all": ["city", "meet", "leader"], "near": 5, "weight": 2}]}
+    m = compile_story(story(rules))
+    assert m.match("", "Trump: Treffen in Budapest.").matched
+    assert not m.match(
+        "", "Trump sagte heute lange Dinge über vieles andere und dann kam Budapest mit Treffen."
+    ).matched
+
+
+def test_title_counts_more_than_body() -> None:
+    rules = {**RULES, "threshold": 3}
+    m = compile_story(story(rules))
+    assert m.match("Trump: Treffen in Budapest", "").score == 3.0
+    assert m.match("Politik", "Trump: Treffen in Budapest.").score == 2.0
+    assert m.match("Trump: Treffen in Budapest", "").matched
+    assert not m.match("Politik", "Trump: Treffen in Budapest.").matched
+
+
+def test_none_groups_and_exclude_vetoes() -> None:
+    rules = {
+        **RULES,
+        "terms": {**RULES["terms"], "sport": ["Formel", "Rennen"], "pride": ["Pride"]},
+        "match": [{"all": ["city", "meet", "leader"], "none": ["sport"], "near": "sentence", "weight": 2}],
+        "exclude": [{"any": ["pride"]}],
+    }
+    m = compile_story(story(rules))
+    assert m.match("", "Trump plant ein Treffen in Budapest.").matched
+    assert not m.match("", "Trump plant ein Treffen beim Rennen in Budapest.").matched
+    vetoed = m.match("Pride", "Trump plant ein Treffen in Budapest.")
+    assert not vetoed.matched and "exclude" in vetoed.reason
+
+
+def test_keywords_story_matches_any_keyword() -> None:
+    m = compile_story(story(keywords=["Tomahawk", "Selenski"]))
+    result = m.match("Tomahawk-Debatte", "Selenskyj nicht erwähnt.")
+    assert result.matched and result.terms == ("Tomahawk",)
+    assert not m.match("Anderes", "Nichts davon.").matched
+
+
+# --- story-aware relevance ---------------------------------------------------------------------
+
+SIM_RULES: dict[str, Any] = {
+    "terms": {
+        "city": ["Budapest"],
+        "meet": ["Gipfel", "Treffen"],
+        "leader": ["Trump", "Putin"],
+        "actor": ["Rubio", "Lawrow", "Dmitrijew", "Trump", "Putin"],
+    },
+    "match": [{"all": ["city", "meet", "leader"], "weight": 3}],
+    "threshold": 3,
+    "background": "30d",
+    "similarity": {"requires": ["actor"], "baseline": 0.0, "story": 0.3, "weight": 3, "anchor": 0.3},
+}
+BASELINE = (
+    "Trump und Putin wollen sich in Budapest zum Gipfel treffen. Außenminister Rubio soll das "
+    "Treffen mit Lawrow vorbereiten. Der Sondergesandte Dmitrijew bestätigte die Pläne des Kremls."
+)
+
+
+def test_follow_up_without_keywords_is_found_by_similarity_to_the_story() -> None:
+    m = compile_story(story(SIM_RULES), BASELINE)
+    follow_up = (
+        "Rubio und Lawrow telefonieren",
+        "Außenminister Rubio und sein Kollege Lawrow haben telefoniert; der Sondergesandte "
+        "Dmitrijew sprach von Fortschritten bei den Vorbereitungen.",
+    )
+    assert not m.match(*follow_up).matched  # nothing in the story yet
+    t0 = datetime(2025, 10, 16, tzinfo=UTC)
+    assert m.match("Gipfel in Budapest", BASELINE, t0).matched
+    result = m.match(*follow_up, t0 + timedelta(days=4))
+    assert result.matched and result.story_similarity and result.story_similarity >= 0.3
+    unrelated = m.match("Trump und die Zölle", "Trump verhängt Zölle auf Stahl aus Kanada.")
+    assert not unrelated.matched
+
+
+def test_items_long_before_the_story_started_are_background() -> None:
+    m = compile_story(story(SIM_RULES), BASELINE)
+    start = datetime(2025, 10, 16, tzinfo=UTC)
+    assert m.match("Gipfel in Budapest", BASELINE, start).matched
+    assert m.state.start == start and m.background_cutoff == start - timedelta(days=30)
+    old = m.match(
+        "Budapest als Gipfelort?", "Trump könnte Putin in Budapest treffen.", start - timedelta(days=60)
+    )
+    assert not old.matched and old.background
+    assert m.match("Budapest als Gipfelort?", "Trump könnte Putin in Budapest treffen.", None).matched
+    assert m.match(
+        "Budapest als Gipfelort?", "Trump könnte Putin in Budapest treffen.", start - timedelta(days=3)
+    ).matched
+
+
+# --- rule errors ---------------------------------------------------------------------------------
+
+
+def _config(rules: dict[str, Any]) -> str:
+    return yaml.safe_dump({"stories": [{"id": "s", "title": "S", "rules": rules}]}, allow_unicode=True)
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            {"terms": {"a": ["x"]}, "match": [{"all": ["b"]}]},
+            "stories[0].rules (line 3): match[0].all: unknown term group 'b' (known: a)",
+        ),
+        ({"terms": {"a": ["x"]}, "match": [{"any": ["a"], "near": 0}]}, "stories[0].rules.match[0].near"),
+        (
+            {"terms": {"a": ["x"]}, "match": [{"any": ["a"], "nearby": 3}]},
+            "stories[0].rules.match[0].nearby (line 7): unknown key",
+        ),
+        ({"terms": {"a": ["x"]}, "match": [{"weight": 2}]}, "a rule needs 'all' or 'any' term groups"),
+        ({"terms": {"a": ["*"]}, "match": [{"any": ["a"]}]}, "stories[0].rules.terms.a[0]"),
+        ({"terms": {"a": ["Gip*fel"]}, "match": [{"any": ["a"]}]}, "'*' and '=' may only start a term"),
+        ({"terms": {"a": ["x"]}, "match": []}, "stories[0].rules.match"),
+        ({"terms": {"a": ["!x"]}, "match": [{"any": ["a"]}]}, "terms.a: the group has no terms"),
+        ({"terms": {"a": ["x"]}, "match": [{"any": ["a"]}], "threshold": -1}, "stories[0].rules.threshold"),
+        (
+            {"terms": {"a": ["x"]}, "match": [{"any": ["a"]}], "similarity": {"requires": ["z"]}},
+            "similarity.requires: unknown term group 'z'",
+        ),
+        (
+            {"terms": {"a": ["x"]}, "match": [{"any": ["a"]}], "background": "soon"},
+            "stories[0].rules.background",
+        ),
+    ],
+)
+def test_invalid_rules_are_config_errors_with_the_key_path(rules: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_config(rules), source="feeds.yaml")
+    message = str(info.value)
+    assert message.startswith("feeds.yaml: ")
+    assert expected in message
+
+
+def test_invalid_rules_exit_2_from_the_cli(project: Project) -> None:
+    project.write(
+        {
+            "stories": [
+                {"id": "s", "title": "S", "rules": {"terms": {"a": ["x"]}, "match": [{"all": ["nope"]}]}}
+            ]
+        }
+    )
+    result = project.cli("items", "--json")
+    assert result.exit_code == 2
+    assert "stories[0].rules" in result.stderr and "unknown term group 'nope'" in result.stderr
+
+
+def test_shipped_config_parses_and_requires_context() -> None:
+    rules = SHIPPED_STORY.rules
+    assert rules is not None and rules.threshold > 0
+    budapest = next(c for c in rules.match if c.name == "budapest-summit")
+    assert budapest.all == ["budapest", "summit"] and budapest.any and budapest.near
+
+
+# --- monitor match -------------------------------------------------------------------------------
+
+
+def _match_config(project: Project) -> None:
+    project.write(
+        {
+            "stories": [
+                {
+                    "id": "budapest-summit",
+                    "title": "Gipfel",
+                    "baseline": {"text": BASELINE},
+                    "rules": SIM_RULES,
+                }
+            ]
+        }
+    )
+
+
+def test_match_command_explains_a_match(project: Project, tmp_path: Path) -> None:
+    _match_config(project)
+    article = tmp_path / "artikel.txt"
+    article.write_text(
+        "Trump und Putin in Budapest\nDas Gipfeltreffen soll bald stattfinden.\n", encoding="utf-8"
+    )
+    result = project.cli("match", "--story", "budapest-summit", "--json", str(article))
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["matched"] is True and data["score"] >= data["threshold"]
+    assert "Budapest" in data["terms"] and data["rules"] == ["match[0]"]
+    assert data["evidence"][0] == "Trump und Putin in Budapest"
+    human = project.cli("match", "--story", "budapest-summit", str(article))
+    assert human.exit_code == 0 and human.stdout.startswith("budapest-summit: MATCH")
+
+
+def test_match_command_reads_stdin_and_explains_a_miss(project: Project) -> None:
+    _match_config(project)
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["--config", str(project.config_path), "match", "--story", "budapest-summit", "--json", "-"],
+        input="Budapest im Herbst\nDie Stadt an der Donau lockt Besucher.\n",
+    )
+    assert result.exit_code == 0
+    data = __import__("json").loads(result.stdout)
+    assert data["matched"] is False and "threshold" in data["reason"]
+
+
+def test_match_command_errors(project: Project, tmp_path: Path) -> None:
+    _match_config(project)
+    assert project.cli("match", "--story", "nope", "-").exit_code == 2
+    missing = project.cli("match", "--story", "budapest-summit", str(tmp_path / "fehlt.txt"))
+    assert missing.exit_code == 2 and "not found" in missing.stderr
+
+
+# --- the pipeline: background items leave the story once it is known to have started later -----
+
+
+def test_poll_drops_background_items_once_the_story_start_is_known(
+    project: Project, feed_server: FeedServer
+) -> None:
+    start = datetime.now(UTC) - timedelta(days=10)
+    old = FakeEntry(
+        "alt-1",
+        "Budapest als Gipfelort?",
+        "Trump könnte Putin in Budapest treffen.",
+        link="https://zeitung.example/alt",
+        published=start - timedelta(days=70),
+    )
+    core = FakeEntry(
+        "neu-1", "Gipfel in Budapest", BASELINE, link="https://zeitung.example/neu", published=start
+    )
+    other = FakeEntry(
+        "neu-2", "Wetter", "Sonne in Berlin.", link="https://zeitung.example/wetter", published=start
+    )
+    feed_server.put("/a.xml", rss([old]))
+    feed_server.put("/b.xml", rss([core, other]))
+    config = {
+        "feeds": [
+            {"name": "alt", "url": feed_server.url("/a.xml")},
+            {"name": "neu", "url": feed_server.url("/b.xml")},
+        ],
+        "stories": [
+            {"id": "budapest-summit", "title": "Gipfel", "baseline": {"text": BASELINE}, "rules": SIM_RULES}
+        ],
+    }
+    project.write(config)
+    # First only the old item exists: nothing is known about the story's start, so it matches.
+    project.write({**config, "feeds": config["feeds"][:1]})
+    assert project.cli("poll").exit_code == 0
+    assert [i["title"] for i in project.cli("items", "--json").json()] == ["Budapest als Gipfelort?"]
+    # Coverage arrives: the story started two months later; the old item is background.
+    project.write(config)
+    assert project.cli("poll").exit_code == 0
+    titles = [i["title"] for i in project.cli("items", "--json").json()]
+    assert titles == ["Gipfel in Budapest"]
