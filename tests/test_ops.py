@@ -1,0 +1,120 @@
+"""The operations endpoint of `monitor run`: /healthz, /readyz, Prometheus /metrics."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import yaml
+
+from monitor.ops import OpsServer, OpsState
+from monitor.store import Store
+from tests.clusterkit import spawn_node, wait_started, wait_until
+from tests.conftest import STORY
+from tests.feeds import FakeEntry, rss
+from tests.servers import FeedServer
+
+T0 = datetime(2025, 10, 17, 8, 0, tzinfo=UTC)
+
+
+def _metric(text: str, name: str, labels: str = "") -> float | None:
+    pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" ([0-9.e+-]+)$"
+    m = re.search(pattern, text, re.MULTILINE)
+    return float(m.group(1)) if m else None
+
+
+@pytest.mark.slow
+def test_run_serves_health_readiness_and_metrics(tmp_path: Path) -> None:
+    with FeedServer() as server:
+        server.put(
+            "/gut.xml",
+            rss(
+                [
+                    FakeEntry(
+                        "g1", "Selenski in Washington", "Es geht um Tomahawks.", "https://example.org/g1", T0
+                    )
+                ]
+            ),
+        )
+        config = {
+            "database": f"sqlite:///{tmp_path / 'monitor.sqlite3'}",
+            "fetch": {"interval": "1s", "jitter": "0s"},
+            "feeds": [
+                {"name": "gut", "url": server.url("/gut.xml")},
+                {"name": "kaputt", "url": server.url("/fehlt.xml")},  # 404: an error streak
+            ],
+            "stories": [STORY],
+            "ops": {"listen": "127.0.0.1", "port": 0},
+        }
+        path = tmp_path / "feeds.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+        node = spawn_node(path, "ops-node", tmp_path)
+        try:
+            wait_started([node])
+            listening = wait_until(lambda: node.messages("ops endpoint listening"), 20, "the ops endpoint")
+            assert listening[0]["listen"] == "127.0.0.1"
+            base = f"http://127.0.0.1:{listening[0]['port']}"
+
+            health = httpx.get(base + "/healthz", timeout=5)
+            assert (health.status_code, health.text) == (200, "ok\n")
+
+            def scraped() -> str | None:
+                text = httpx.get(base + "/metrics", timeout=10).text
+                ok = _metric(text, "monitor_polls_total", 'status="ok"') or 0
+                streak = _metric(text, "monitor_feed_error_streak", 'feed="kaputt"') or 0
+                return text if ok >= 1 and streak >= 1 else None
+
+            metrics = wait_until(scraped, 30, "a successful poll and a failing feed in /metrics")
+            ready = httpx.get(base + "/readyz", timeout=10)
+            missing = httpx.get(base + "/nichts", timeout=5)
+            post = httpx.post(base + "/metrics", timeout=5)
+        finally:
+            code = node.stop()
+    assert code == 0, node.tail()
+    assert (ready.status_code, ready.text) == (200, "ready\n")
+    assert missing.status_code == 404
+    assert post.status_code == 405
+    assert _metric(metrics, "monitor_poll_duration_seconds_count") >= 1
+    assert _metric(metrics, "monitor_items_stored_total") == 1  # one new item, stored once
+    assert _metric(metrics, "monitor_database_items") == 1
+    assert _metric(metrics, "monitor_database_developments") is not None
+    assert _metric(metrics, "monitor_deliveries", 'status="pending"') == 0
+    assert _metric(metrics, "monitor_queue_depth", 'queue="deliveries"') == 0
+    assert _metric(metrics, "monitor_queue_depth", 'queue="jobs"') is not None
+    assert _metric(metrics, "monitor_scheduler_running") == 1
+    assert _metric(metrics, "monitor_node_info", 'node="ops-node"') == 1
+    assert _metric(metrics, "monitor_feed_error_streak", 'feed="gut"') == 0
+    assert _metric(metrics, "monitor_database_up") == 1
+
+
+def test_readyz_is_503_when_the_scheduler_stopped_and_the_database_is_unreachable() -> None:
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
+    server = OpsServer(OpsState(store, lambda: False, "test-node"), listen="127.0.0.1", port=0)
+
+    async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(server.serve)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
+                result = (
+                    await client.get("/readyz"),
+                    await client.get("/healthz"),
+                    await client.get("/metrics"),
+                )
+            tg.cancel_scope.cancel()
+        return result
+
+    try:
+        ready, health, metrics = anyio.run(main)
+    finally:
+        store.close()
+    assert ready.status_code == 503
+    assert "scheduler is not running" in ready.text
+    assert "database unreachable" in ready.text
+    assert health.status_code == 200  # alive, just not ready
+    assert metrics.status_code == 200  # a scrape never fails because the database is down
+    assert _metric(metrics.text, "monitor_database_up") == 0
+    assert _metric(metrics.text, "monitor_scheduler_running") == 0
