@@ -33,9 +33,9 @@ if logging.getLogger("alembic").level == logging.NOTSET:
 APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "metadata"})
 # pg_advisory_lock key shared by migrations and APScheduler's table creation ("story-monitor schema").
 SCHEMA_LOCK_KEY = 0x53_4D_5343_4845_4D41 & 0x7FFF_FFFF_FFFF_FFFF
-LEGACY_MARKER_TABLE = "feed_state"
+LEGACY_MARKER_TABLE = "feed_state"  # a database made by create_all before migrations existed
 # Interim switch while the models are still moving: create_all under the lock instead of upgrade.
-MIGRATIONS_ACTIVE = False  # a database made by create_all before migrations existed
+MIGRATIONS_ACTIVE = False
 
 
 class MigrationError(Exception):

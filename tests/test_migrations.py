@@ -1,0 +1,213 @@
+"""Schema migrations (Alembic, db/migrations): the models and the migrations agree, upgrades keep the
+data, concurrent starts are serialised, `monitor db check/upgrade` report and apply."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import inspect
+
+from monitor.store import Store, make_engine
+from monitor.store.migrate import APSCHEDULER_TABLES, differences, head_revision, revisions, status, upgrade
+from tests.clusterkit import _admin_connect, postgres_available
+from tests.conftest import Project
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrate.sqlite3'}"
+        return
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    name = f"sm_migrate_{uuid.uuid4().hex[:12]}"
+    with _admin_connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with _admin_connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def test_models_and_migrations_agree(engine: sa.Engine) -> None:
+    """Fails when a model changed without a migration: add one with
+    `MONITOR_DATABASE_URL=sqlite:////tmp/x.db .venv/bin/alembic -c db/alembic.ini upgrade head` then
+    `... revision --autogenerate -m "what changed"` (README, deployment section)."""
+    applied = upgrade(engine)
+    assert applied == revisions()
+    with engine.connect() as conn:
+        diff = differences(conn)
+    assert diff == [], f"models and migrations differ; add a revision: {diff}"
+
+
+def _value(column: sa.Column[Any], row: int) -> Any:
+    kind = column.type
+    if isinstance(kind, sa.Boolean):
+        return row % 2 == 0
+    if isinstance(kind, sa.Integer):
+        return row
+    if isinstance(kind, sa.Float | sa.Numeric):
+        return 0.5 + row
+    if isinstance(kind, sa.DateTime):
+        return datetime(2025, 10, 17, 8, row)
+    if isinstance(kind, sa.JSON):
+        return [f"Größe {row}"]
+    length = getattr(kind, "length", None) or 40
+    return f"Überprüfung {column.name} {row}"[:length]
+
+
+def _fill(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+    """Two rows in every table of the current schema (parents first; row n refers to parents' row n)."""
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    written: dict[str, list[dict[str, Any]]] = {}
+    with engine.begin() as conn:
+        for table in meta.sorted_tables:
+            if table.name in APSCHEDULER_TABLES or table.name == "alembic_version":
+                continue
+            rows = []
+            for n in (1, 2):
+                row = {}
+                for col in table.columns:
+                    if col.foreign_keys:
+                        self_ref = any(fk.column.table.name == table.name for fk in col.foreign_keys)
+                        row[col.name] = None if self_ref and col.nullable else n
+                    elif col.primary_key:
+                        row[col.name] = n
+                    else:
+                        row[col.name] = _value(col, n)
+                rows.append(row)
+            conn.execute(table.insert(), rows)
+            written[table.name] = rows
+    return written
+
+
+@pytest.mark.parametrize("start", ["first", "previous"])
+def test_upgrade_from_an_older_schema_keeps_every_row(engine: sa.Engine, start: str) -> None:
+    order = revisions()
+    assert len(order) >= 2, "the migration history should have an initial and a later revision"
+    from_rev = order[0] if start == "first" else order[-2]
+    upgrade(engine, from_rev)
+    assert status(engine).current == from_rev
+    written = _fill(engine)
+    assert {"feed_state", "item", "story_match", "development", "delivery"} <= set(written)
+
+    applied = upgrade(engine)
+    assert applied == order[order.index(from_rev) + 1 :]
+    assert status(engine).up_to_date
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        for name, rows in written.items():
+            table = meta.tables[name]
+            key = next(iter(table.primary_key.columns))
+            stored = [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(key))]
+            assert len(stored) == len(rows), f"{name}: rows lost"
+            for before, after in zip(rows, stored, strict=True):
+                for column, value in before.items():
+                    if column in after:
+                        assert after[column] == value, f"{name}.{column} changed"
+
+
+def test_concurrent_upgrades_are_serialised(db_url: str) -> None:
+    """Nodes starting at the same instant on an empty database: one migrates, the rest wait."""
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        eng = make_engine(db_url)
+        try:
+            barrier.wait()
+            results.append(upgrade(eng))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            eng.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sorted(map(len, results)) == [0, 0, 0, len(revisions())]
+
+
+def test_a_database_created_before_migrations_is_adopted(tmp_path: Path) -> None:
+    from sqlmodel import SQLModel
+
+    from monitor.store.migrate import import_models
+
+    url = f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
+    eng = make_engine(url)
+    import_models()
+    SQLModel.metadata.create_all(eng)  # how the first versions made the schema
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO feed_state (name, url, current_url, error_streak, disabled, down_alerted,"
+                " polls_total, polls_not_modified, items_total, problems, created_at)"
+                " VALUES ('alt', 'https://example.org/a', 'https://example.org/a', 0, 0, 0, 3, 0, 0, '[]',"
+                " '2025-10-17 08:00:00')"
+            )
+        )
+    assert status(eng).legacy
+    store = Store(url, engine=eng)
+    store.create_schema()
+    assert status(eng).current == head_revision()
+    assert [s.name for s in store.feed_states()] == ["alt"]
+    assert store.feed_states()[0].polls_total == 3
+    eng.dispose()
+
+
+def test_db_check_and_upgrade_commands(project: Project) -> None:
+    project.write({"feeds": []})
+    pending = project.cli("db", "check")
+    assert pending.exit_code == 1
+    assert "pending" in pending.stdout and head_revision() in pending.stdout
+
+    done = project.cli("db", "upgrade")
+    assert done.exit_code == 0, done.stderr
+    assert f"applied {len(revisions())} migration(s)" in done.stdout
+
+    again = project.cli("db", "upgrade")
+    assert again.exit_code == 0 and "already up to date" in again.stdout
+    check = project.cli("db", "check", "--json")
+    assert check.exit_code == 0
+    assert check.json() == {
+        "database": f"sqlite:///{project.db_path}",
+        "current": head_revision(),
+        "head": head_revision(),
+        "pending": [],
+        "legacy": False,
+        "up_to_date": True,
+    }
+
+
+def test_commands_that_open_the_database_migrate_it(project: Project) -> None:
+    project.write({"feeds": []})
+    result = project.cli("items", "--json")
+    assert result.exit_code == 0, result.stderr
+    eng = make_engine(f"sqlite:///{project.db_path}")
+    try:
+        assert status(eng).current == head_revision()
+        assert "alembic_version" in inspect(eng).get_table_names()
+    finally:
+        eng.dispose()
