@@ -132,6 +132,13 @@ def _ends_with_abbreviation(candidate: str) -> bool:
 # --- morphology for matching -------------------------------------------------------------------
 
 _INFLECTION_CACHE: dict[str, frozenset[str]] = {}
+_PENDING: set[str] = set()
+
+
+def want_inflections(words: Iterable[str]) -> None:
+    """Announce words whose inflections will be asked for: the next ``inflections`` call resolves
+    them in the same pass over the dictionary (one pass for all stories instead of one each)."""
+    _PENDING.update(w for w in words if w not in _INFLECTION_CACHE)
 
 
 def inflections(words: Iterable[str]) -> dict[str, frozenset[str]]:
@@ -145,6 +152,9 @@ def inflections(words: Iterable[str]) -> dict[str, frozenset[str]]:
 
     words = list(words)
     missing = {w for w in words if w not in _INFLECTION_CACHE}
+    if missing:
+        missing |= {w for w in _PENDING if w not in _INFLECTION_CACHE}
+        _PENDING.clear()
     if missing:
         raw_lemma = {w: simplemma.lemmatize(w, lang="de") for w in missing}
         by_lemma: dict[str, set[str]] = {fold(lem): set() for lem in raw_lemma.values()}

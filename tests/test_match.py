@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from monitor.config import ConfigError, StoryConfig, load_config, parse_config
-from monitor.match import StoryMatcher, compile_story
+from monitor.match import StoryMatcher, compile_story, prepare
 from tests.conftest import Project
 from tests.feeds import FakeEntry, rss
 from tests.servers import FeedServer
@@ -34,7 +34,7 @@ def shipped() -> StoryMatcher:
 
 
 def groups_hit(matcher: StoryMatcher, text: str) -> set[str]:
-    doc_hits = matcher.terms.hits(__import__("monitor.match", fromlist=["prepare"]).prepare("", text).folded)
+    doc_hits = matcher.terms.hits(prepare("", text))
     return {matcher.terms.groups[gi] for _, gi, _ in doc_hits}
 
 

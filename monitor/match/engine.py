@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from monitor.config import FieldWeights, RuleClause, StoryConfig, StoryRules
-from monitor.text import content_lemmas, fold, inflections, sentences
+from monitor.text import content_lemmas, fold, inflections, sentences, want_inflections
 
 # Inflectional endings every term accepts (genitive -s of names, plural -n/-en, adjectival -er ...).
 _SUFFIXES = ("", "s", "es", "n", "en", "e", "er", "ern", "ns", "ens", "em")
@@ -35,6 +35,34 @@ class Document:
     starts: list[int]  # offset of each sentence in ``folded``
     _word_starts: list[int] | None = None
     _lemmas: Counter[str] | None = None
+    _vocab: set[str] | None = None
+    _by_prefix: dict[str, list[str]] | None = None
+    _positions: dict[str, list[int]] | None = None
+
+    @property
+    def vocab(self) -> set[str]:
+        """The distinct folded words (hyphenated compounds split into their parts)."""
+        if self._vocab is None:
+            self._vocab = set(_WORD.findall(self.folded))
+        return self._vocab
+
+    @property
+    def by_prefix(self) -> dict[str, list[str]]:
+        """Distinct words by their first three letters."""
+        if self._by_prefix is None:
+            index: dict[str, list[str]] = {}
+            for word in self.vocab:
+                index.setdefault(word[:3], []).append(word)
+            self._by_prefix = index
+        return self._by_prefix
+
+    def positions(self, word: str) -> list[int]:
+        if self._positions is None:
+            index: dict[str, list[int]] = {}
+            for m in _WORD.finditer(self.folded):
+                index.setdefault(m.group(), []).append(m.start())
+            self._positions = index
+        return self._positions.get(word, [])
 
     def sentence_of(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
@@ -72,15 +100,17 @@ def prepare(title: str, text: str) -> Document:
 
 @dataclass(slots=True)
 class CompiledTerms:
-    """All term groups of a story as one regular expression over folded text."""
+    """All term groups of a story, looked up in a document's vocabulary (set operations, so the
+    cost hardly grows with the number of terms) and, for phrases, by regular expressions."""
 
     groups: list[str]
-    regex: re.Pattern[str]
     exact: dict[str, list[tuple[int, str]]]  # folded form -> (group index, term)
-    prefixes: list[tuple[str, int, str]]  # (folded stem, group, term), longest first
-    heads: list[tuple[str, int, str]]  # (folded tail, group, term), longest first
-    phrases: list[tuple[re.Pattern[str], int, str]]
+    exact_keys: frozenset[str]
+    prefixes: dict[str, list[tuple[str, int, str]]]  # first 3 letters -> (stem, group, term)
+    heads: list[tuple[str, int, str]]  # (folded tail, group, term)
+    phrases: list[tuple[re.Pattern[str], int, str, str]]  # (regex, group, term, first word)
     excluded: dict[int, frozenset[str]]  # group -> folded words (with endings) that never count
+    prefix_keys: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, term_groups: dict[str, list[str]]) -> CompiledTerms:
@@ -89,13 +119,13 @@ class CompiledTerms:
             t.lstrip("*")
             for terms in term_groups.values()
             for t in terms
-            if not t.startswith(("!", "=")) and " " not in t
+            if not t.startswith(("!", "=")) and _is_word(fold(t.lstrip("*")))
         ]
         forms_of = inflections(plain_words)
         exact: dict[str, list[tuple[int, str]]] = {}
-        prefixes: list[tuple[str, int, str]] = []
+        prefixes: dict[str, list[tuple[str, int, str]]] = {}
         heads: list[tuple[str, int, str]] = []
-        phrases: list[tuple[re.Pattern[str], int, str]] = []
+        phrases: list[tuple[re.Pattern[str], int, str, str]] = []
         excluded: dict[int, set[str]] = {}
 
         def add_exact(form: str, gi: int, term: str) -> None:
@@ -108,84 +138,94 @@ class CompiledTerms:
                 if term.startswith("!"):
                     base = fold(term[1:].strip())
                     excluded.setdefault(gi, set()).update(base + s for s in _SUFFIXES)
+                    continue
+                word = term.lstrip("*=").strip()
+                base = fold(word)
+                if not _is_word(base):
+                    # Phrases and hyphenated terms ('ungarische Hauptstadt', 'US-Präsident'):
+                    # every word may take an ending; '=' keeps them exact.
+                    parts = _WORD.findall(base)
+                    ending = "" if term.startswith("=") else _SUFFIX_RE
+                    pattern = r"[\s-]+".join(re.escape(w) + ending for w in parts)
+                    regex = re.compile(rf"(?<![a-z0-9]){pattern}(?![a-z0-9])")
+                    phrases.append((regex, gi, term, parts[0]))
                 elif term.startswith("="):
-                    add_exact(fold(term[1:].strip()), gi, term)
-                elif " " in term.strip():
-                    words = fold(term).split()
-                    pattern = r"\s+".join(re.escape(w) + _SUFFIX_RE for w in words)
-                    phrases.append((re.compile(rf"(?<![a-z0-9]){pattern}(?![a-z0-9])"), gi, term))
+                    add_exact(base, gi, term)
                 else:
-                    word = term.lstrip("*")
-                    base = fold(word)
                     for form in forms_of[word] | {base + s for s in _SUFFIXES}:
                         add_exact(form, gi, term)
-                    prefixes.append((base, gi, term))
+                    if len(base) >= 3:
+                        prefixes.setdefault(base[:3], []).append((base, gi, term))
                     if term.startswith("*"):
                         heads.append((base, gi, term))
-        prefixes.sort(key=lambda p: -len(p[0]))
+        for entries in prefixes.values():
+            entries.sort(key=lambda p: -len(p[0]))
         heads.sort(key=lambda p: -len(p[0]))
-        alternatives = []
-        if exact:
-            forms = sorted(exact, key=lambda f: (-len(f), f))
-            alternatives.append("(?:" + "|".join(re.escape(f) for f in forms) + ")")
-        if prefixes:
-            stems = sorted({p[0] for p in prefixes}, key=lambda f: (-len(f), f))
-            alternatives.append(
-                "(?:" + "|".join(re.escape(s) for s in stems) + f")[a-z]{{{_MIN_COMPOUND_TAIL},}}"
-            )
-        if heads:
-            tails = sorted({h[0] for h in heads}, key=lambda f: (-len(f), f))
-            alternatives.append(
-                f"[a-z]{{{_MIN_COMPOUND_HEAD},}}?(?:"
-                + "|".join(re.escape(t) for t in tails)
-                + ")"
-                + _SUFFIX_RE
-            )
-        body = "|".join(alternatives) or "(?!x)x"
-        regex = re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z0-9])")
         return cls(
             groups,
-            regex,
             exact,
+            frozenset(exact),
             prefixes,
             heads,
             phrases,
             {g: frozenset(words) for g, words in excluded.items()},
+            frozenset(prefixes),
         )
 
-    def _resolve(self, word: str) -> list[tuple[int, str]]:
-        found = self.exact.get(word)
-        if found is not None:
-            return found
-        for stem, _, _ in self.prefixes:
-            if word.startswith(stem) and len(word) - len(stem) >= _MIN_COMPOUND_TAIL:
-                return _one_per_group((g, t) for s, g, t in self.prefixes if s == stem)
-        for tail, _, _ in self.heads:
-            stripped = word
-            for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-                if suffix and word.endswith(tail + suffix):
-                    stripped = word[: -len(suffix)]
-                    break
-            if stripped.endswith(tail) and len(stripped) - len(tail) >= _MIN_COMPOUND_HEAD:
-                return _one_per_group((g, t) for s, g, t in self.heads if s == tail)
-        return []
+    def _head_match(self, word: str, tail: str) -> bool:
+        """``word`` is a compound ending in ``tail`` (plus an ending), with a real first part."""
+        at = word.rfind(tail)
+        if at < _MIN_COMPOUND_HEAD:
+            return False
+        return word[at + len(tail) :] in _SUFFIXES
 
-    def hits(self, folded: str) -> list[tuple[int, int, str]]:
+    def word_hits(self, doc: Document) -> dict[str, list[tuple[int, str]]]:
+        """Words of the document that are story terms -> [(group, term)]."""
+        vocab = doc.vocab
+        found: dict[str, list[tuple[int, str]]] = {w: self.exact[w] for w in vocab & self.exact_keys}
+        by_prefix = doc.by_prefix
+        for key in self.prefix_keys.intersection(by_prefix):
+            entries = self.prefixes[key]
+            for word in by_prefix[key]:
+                if word in found:
+                    continue
+                for stem, _, _ in entries:
+                    if word.startswith(stem) and len(word) - len(stem) >= _MIN_COMPOUND_TAIL:
+                        found[word] = _one_per_group((g, t) for s, g, t in entries if s == stem)
+                        break
+        for tail, gi, term in self.heads:
+            for word in vocab:
+                if tail in word and word not in found and self._head_match(word, tail):
+                    found[word] = [(gi, term)]
+        if self.excluded:
+            for word in list(found):
+                kept = [(g, t) for g, t in found[word] if word not in self.excluded.get(g, ())]
+                if kept:
+                    found[word] = kept
+                else:
+                    del found[word]
+        return found
+
+    def hits(self, doc: Document) -> list[tuple[int, int, str]]:
         """(offset, group index, term) for every occurrence of a term."""
         out: list[tuple[int, int, str]] = []
-        for m in self.regex.finditer(folded):
-            word = m.group()
-            for gi, term in self._resolve(word):
-                if word in self.excluded.get(gi, ()):
-                    continue
-                out.append((m.start(), gi, term))
+        for word, pairs in self.word_hits(doc).items():
+            for pos in doc.positions(word):
+                out.extend((pos, gi, term) for gi, term in pairs)
         seen: set[tuple[int, int]] = set()
-        for pattern, gi, term in self.phrases:
-            for m in pattern.finditer(folded):
+        by_prefix = doc.by_prefix
+        for pattern, gi, term, first in self.phrases:
+            if not any(w.startswith(first) for w in by_prefix.get(first[:3], ())):
+                continue  # the phrase's first word is not in the text: skip the scan
+            for m in pattern.finditer(doc.folded):
                 if (m.start(), gi) not in seen:  # 'ungarische(n) Hauptstadt': one hit per place
                     seen.add((m.start(), gi))
                     out.append((m.start(), gi, term))
         return out
+
+
+def _is_word(folded: str) -> bool:
+    return _WORD.fullmatch(folded) is not None
 
 
 def _one_per_group(pairs: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -282,8 +322,12 @@ class StoryMatcher:
     def __init__(self, story: StoryConfig, baseline_text: str | None = None) -> None:
         self.story = story
         self.rules = _rules_for(story)
-        self.terms = CompiledTerms.build({k: list(v) for k, v in self.rules.terms.items()})
-        index = {name: i for i, name in enumerate(self.terms.groups)}
+        self._term_groups = {k: list(v) for k, v in self.rules.terms.items()}
+        self._terms: CompiledTerms | None = None  # built on first use: see ``terms``
+        want_inflections(
+            t.lstrip("*") for terms in self._term_groups.values() for t in terms if t[:1] not in "!="
+        )
+        index = {name: i for i, name in enumerate(self._term_groups)}
 
         def clause(c: RuleClause, label: str) -> _Clause:
             return _Clause(
@@ -304,6 +348,14 @@ class StoryMatcher:
             _vector(Counter(content_lemmas(baseline_text))) if sim and baseline_text else None
         )
         self.state = StoryState()
+
+    @property
+    def terms(self) -> CompiledTerms:
+        """The compiled terms; built lazily so that all stories of a config share one pass over
+        the lemma dictionary."""
+        if self._terms is None:
+            self._terms = CompiledTerms.build(self._term_groups)
+        return self._terms
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -334,7 +386,7 @@ class StoryMatcher:
         """Could this item match once its full text is known? True when it matches already or a
         teaser mentions the terms of any rule (used to decide which article pages to fetch)."""
         doc = prepare(title or "", text or "")
-        found = {gi for _, gi, _ in self.terms.hits(doc.folded)}
+        found = {gi for _, gi, _ in self.terms.hits(doc)}
         if not found:
             return False
         if self.requires and found.intersection(self.requires):
@@ -349,7 +401,7 @@ class StoryMatcher:
         """Score one item. ``published`` is None when the feed gave no date (no background check).
         A matched item is added to the story state unless ``remember`` is false."""
         doc = prepare(title or "", text or "")
-        hits = self.terms.hits(doc.folded)
+        hits = self.terms.hits(doc)
         story_id = self.story.id
         if not hits:
             return MatchResult(story_id, False, 0.0, (), (), reason="no story terms")
