@@ -153,6 +153,10 @@ def parse_feed_fast(
         if "\ufffd" in title or "\ufffd" in summary or "\ufffd" in content:
             return None  # a decoding problem: the reference parser reports it
         raw_link = raw_entry.get("link")
+        if raw_link == "":
+            # feedparser-rs blanks links to loopback/private addresses (and keeps <link></link>
+            # empty): feedparser keeps them, and the fetch stage decides what may be fetched.
+            return None
         guid = (raw_entry.get("id") or "").strip()
         if _is_relative(raw_link or "") or (raw_entry.get("guidislink") and _is_relative(guid)):
             return None  # feedparser resolves relative links against the document: let it

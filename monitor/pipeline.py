@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class Monitor:
         self.fetcher: Fetcher | None = None
         self.matchers: dict[str, StoryMatcher] = {}
         self.baselines: dict[str, diff.BaselineModel] = {}
+        self._baseline_texts: dict[str, str | None] = {}
+        self._compile_lock = threading.Lock()
         # SQLite has one writer: funnel writes through one thread instead of fighting for the lock.
         self._db_limiter = CapacityLimiter(1 if is_sqlite(config.database) else 8)
         self._in_flight: set[str] = set()
@@ -103,11 +106,26 @@ class Monitor:
         self.fetcher = Fetcher(self.config.fetch, transport=transport)
         await self.fetcher.__aenter__()
         for story in self.config.stories:
-            text = await fetch_baseline_text(self.config, story, self.fetcher)
-            self.matchers[story.id] = compile_story(story, text)
-            self.baselines[story.id] = diff.build_baseline(
-                story.id, text, novelty_threshold=story.novelty_threshold
-            )
+            self._baseline_texts[story.id] = await fetch_baseline_text(self.config, story, self.fetcher)
+        # Matchers and baselines are compiled on first need (``_stories``): a poll in which nothing
+        # changed never needs them, and compiling loads simplemma's dictionary (~1.5 s).
+
+    def _stories(self) -> dict[str, StoryMatcher]:
+        """The compiled story matchers (and ``self.baselines``), built once, from any thread."""
+        with self._compile_lock:
+            if len(self.matchers) < len(self.config.stories):
+                for story in self.config.stories:
+                    if story.id in self.matchers:
+                        continue
+                    text = self._baseline_texts.get(story.id)
+                    matcher = compile_story(story, text)
+                    # The story so far (similarity to items already in it, when it started).
+                    matcher.load_story(self.store.story_item_texts(story.id))
+                    self.baselines[story.id] = diff.build_baseline(
+                        story.id, text, novelty_threshold=story.novelty_threshold
+                    )
+                    self.matchers[story.id] = matcher
+            return self.matchers
 
     async def close(self) -> None:
             # The story so far (similarity to items already in it, when it started).
@@ -215,7 +233,7 @@ class Monitor:
     async def _fetch_fulltexts(self, name: str, parsed: ParsedFeed | None) -> dict[str, FullText]:
         """For a ``fulltext: true`` feed: the article text of new entries that match a story,
         fetched before (outside) the write transaction. Keyed by entry id."""
-        if parsed is None or not parsed.is_feed or not self.matchers or self.fetcher is None:
+        if parsed is None or not parsed.is_feed or not self.config.stories or self.fetcher is None:
             return {}
         try:
             if not self.config.feed(name).fulltext:
@@ -223,11 +241,12 @@ class Monitor:
         except KeyError:
             return {}
         pending = await anyio.to_thread.run_sync(changed_entry_ids, self.store, name, parsed.entries)
+        matchers = await anyio.to_thread.run_sync(self._stories) if pending else {}
         wanted = [
             (e.entry_id, e.url, e.text)
             for e in parsed.entries
             if pending.get(e.entry_id) == "new"
-            and any(m.candidate(e.title, e.text) for m in self.matchers.values())
+            and any(m.candidate(e.title, e.text) for m in matchers.values())
         ]
         return await fetch_many(self.fetcher, wanted) if wanted else {}
 
@@ -305,10 +324,10 @@ class Monitor:
         report: FeedPollReport,
         fulltexts: dict[str, FullText] | None = None,
     ) -> None:
-        if not changed or not self.matchers:
+        if not changed or not self.config.stories:
             return
         matched_ids: set[int] = set()
-        for story_id, matcher in self.matchers.items():
+        for story_id, matcher in self._stories().items():
             records: list[MatchRecord] = []
             story_items: list[diff.StoryItem] = []
             unmatched_updates: list[int] = []
@@ -368,7 +387,7 @@ class Monitor:
         if self._deliverer is None:
             from monitor.alert import Deliverer
 
-            texts = {sid: getattr(model, "text", "") or "" for sid, model in self.baselines.items()}
+            texts = {sid: text or "" for sid, text in self._baseline_texts.items()}
             self._deliverer = Deliverer(self.config, self.store, texts, limiter=self._db_limiter)
         return self._deliverer
 

@@ -314,6 +314,31 @@ MALFORMED: list[tuple[str, bytes, str | None]] = [
         "application/rss+xml",
     ),
     (
+        "loopback-link",
+        (
+            RSS_HEAD + "<item><title>Lokal</title><link>http://127.0.0.1:8080/artikel/1</link>"
+            "<guid isPermaLink='false'>x16</guid></item></channel></rss>"
+        ).encode(),
+        "application/rss+xml",
+    ),
+    (
+        "private-link-atom",
+        (
+            b'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Intern</title>'
+            b"<id>urn:i</id><updated>2025-10-20T10:00:00Z</updated><entry><title>Intern</title>"
+            b'<link href="http://10.0.0.7/a"/><id>urn:i:1</id><updated>2025-10-20T10:00:00Z</updated></entry></feed>'
+        ),
+        "application/atom+xml",
+    ),
+    (
+        "empty-link",
+        (
+            RSS_HEAD
+            + "<item><title>Leer</title><link></link><guid isPermaLink='false'>x17</guid></item></channel></rss>"
+        ).encode(),
+        "application/rss+xml",
+    ),
+    (
         "rss091",
         b'<?xml version="1.0"?><rss version="0.91"><channel><title>Alt</title><item><title>Alt</title><link>https://alt.example/1</link></item></channel></rss>',
         "text/xml",
@@ -385,11 +410,41 @@ def test_malformed_documents_declined_or_identical(name: str, body: bytes, ctype
         "utf16",
         "bad-date",
         "xml-base",
+        "loopback-link",
+        "private-link-atom",
     ],
 )
 def test_documents_needing_the_reference_parser_are_declined(name: str) -> None:
     _, body, ctype = next(m for m in MALFORMED if m[0] == name)
     assert parse_feed_fast(body, url=URL, fetched_at=FETCHED_AT, content_type=ctype) is None
+
+
+def test_the_suites_own_feed_builders_declined_or_identical() -> None:
+    """The documents other tests serve (tests/feeds.py), with loopback links as in those tests."""
+    from tests.feeds import FakeEntry, atom, rdf, rss
+
+    for host in ("127.0.0.1:8080", "www.zeitung.example"):
+        entries = [
+            FakeEntry(
+                f"g-{i}",
+                f"Gipfel {i}: Grüße",
+                "Die Außenministerin äußerte sich.",
+                f"http://{host}/a/{i}",
+                FETCHED_AT - timedelta(hours=i),
+                content="<p>Voller Text &amp; mehr</p>" if i % 2 else None,
+            )
+            for i in range(5)
+        ]
+        entries.append(FakeEntry(None, "Ohne ID", "Nur Text", None, None))
+        for builder, media in (
+            (rss, "application/rss+xml"),
+            (atom, "application/atom+xml"),
+            (rdf, "application/rdf+xml"),
+        ):
+            body, ctype = builder(entries).encode("utf-8"), media + "; charset=utf-8"
+            assert_same_or_declined(f"{builder.__name__}-{host}", body, ctype)
+            got = parse_document(body, URL, FETCHED_AT, ctype)
+            assert got == parse_feed(body, url=URL, fetched_at=FETCHED_AT, content_type=ctype)
 
 
 def test_fixture_files_declined_or_identical() -> None:
