@@ -21,7 +21,9 @@ Design notes (see ../shared/notes/apscheduler-4-findings.md for the measurements
   jobs whose leases a dead or stopped node left behind are picked up once the lease expires
   (APScheduler 4.0.0a6 otherwise sleeps until a schedule event that never comes).
   Bound: ``RECOVERY_BOUND`` = lease duration + watchdog period (20 s) after a node's death, plus at
-  most one poll interval until the feed's next slot.
+  most one poll interval until the feed's next slot. A task with a finite ``max_running_jobs`` whose
+  running job died with its node waits for APScheduler's clean-up (every ``CLEANUP_PERIOD``) instead:
+  lease + clean-up period (30 s).
 - APScheduler creates its tables itself, and that DDL races when nodes start at the same moment on
   an empty database: its start-up runs under the same advisory lock as the migrations.
 - On SIGTERM in-flight polls finish (bounded by ``DRAIN_TIMEOUT``), then the scheduler stops and
@@ -66,6 +68,10 @@ WATCHDOG_PERIOD = 5.0
 # Bound on how long schedules abandoned by a crashed node stay idle (documented in the README).
 RECOVERY_BOUND = LEASE_DURATION + WATCHDOG_PERIOD
 DRAIN_TIMEOUT = 20.0  # seconds in-flight polls get to finish on SIGTERM
+# APScheduler's clean-up releases jobs whose lease expired. A task with a finite max_running_jobs
+# (the alert delivery worker: 1) whose running job died with its node cannot run again until then:
+# its cluster-wide running-jobs counter stays full. The default period is 15 minutes.
+CLEANUP_PERIOD = 15.0
 FETCHED = frozenset({"ok", "not_modified", "unchanged", "error"})  # statuses of a poll that fetched
 
 # The job function must be importable by reference; it reaches the running node through these.
@@ -235,6 +241,7 @@ async def run_daemon(
                 broker,
                 identity=node_id,
                 lease_duration=timedelta(seconds=LEASE_DURATION),
+                cleanup_interval=timedelta(seconds=CLEANUP_PERIOD),
                 max_concurrent_jobs=max(config.fetch.concurrency, 10),
             )
             # APScheduler creates its tables on entry; serialise that across nodes (DDL race).
