@@ -78,6 +78,8 @@ class Monitor:
         self.fetcher: Fetcher | None = None
         self.matchers: dict[str, StoryMatcher] = {}
         self.baselines: dict[str, diff.BaselineModel] = {}
+        # Per story, the start for which earlier development sources were last withdrawn.
+        self._diff_starts: dict[str, datetime] = {}
         self._baseline_texts: dict[str, str | None] = {}
         self._compile_lock = threading.Lock()
         # SQLite has one writer: funnel writes through one thread instead of fighting for the lock.
@@ -128,10 +130,6 @@ class Monitor:
             return self.matchers
 
     async def close(self) -> None:
-            # The story so far (similarity to items already in it, when it started).
-            self.matchers[story.id].load_story(
-                await anyio.to_thread.run_sync(self.store.story_item_texts, story.id)
-            )
         if self._deliverer is not None:
             await self._deliverer.close()
             self._deliverer = None
@@ -331,6 +329,7 @@ class Monitor:
             records: list[MatchRecord] = []
             story_items: list[diff.StoryItem] = []
             unmatched_updates: list[int] = []
+            cutoff_before = matcher.background_cutoff
             for item in changed:
                 entry = item.entry
                 # Match on the article text when the full-text stage fetched it (teaser feeds).
@@ -345,7 +344,6 @@ class Monitor:
                     continue
                 matched_ids.add(item.item_id)
                 records.append(
-            cutoff_before = matcher.background_cutoff
                     MatchRecord(story_id, item.item_id, result.score, result.terms, result.evidence)
                 )
                 story_items.append(
@@ -363,19 +361,32 @@ class Monitor:
                 )
             tx.add_matches(records)
             tx.remove_matches(unmatched_updates, story_id)
+            # An item that left the story is no longer a source of its developments.
+            tx.remove_development_sources(story_id, unmatched_updates)
+            cutoff = matcher.background_cutoff
+            if cutoff is not None and cutoff != cutoff_before:
+                # The story's start became known (or moved): earlier items are background.
+                tx.remove_matches_before(story_id, cutoff)
+            # Coverage older than the story's start restates what the baseline summarises: it is
+            # never a development, also when it was diffed before the start was known.
+            story_start = matcher.state.start
+            if story_start is not None and self._diff_starts.get(story_id) != story_start:
+                tx.remove_development_sources(
+                    story_id, published_before=diff.background_before(story_start)
+                )
+                self._diff_starts[story_id] = story_start
             if story_items:
                 known = tx.known_developments(story_id)
-                for record in diff.find_developments(self.baselines[story_id], known, story_items):
+                found = diff.find_developments(
+                    self.baselines[story_id], known, story_items, story_start=story_start
+                )
+                for record in found:
                     _, created = tx.add_development(record, self.alert_channels)
                     report.developments += int(created)
         report.matched = len(matched_ids)
 
     async def wait_idle(self) -> None:
         """Return once no poll is running (used for a clean shutdown)."""
-            cutoff = matcher.background_cutoff
-            if cutoff is not None and cutoff != cutoff_before:
-                # The story's start became known (or moved): earlier items are background.
-                tx.remove_matches_before(story_id, cutoff)
         while self._in_flight:
             await self._idle.wait()
 

@@ -6,7 +6,15 @@
 
 from __future__ import annotations
 
-from monitor.diff.developments import ItemDiff, StoryItem, diff_items, find_developments, novel_words
+from monitor.diff.developments import (
+    BACKGROUND_GRACE,
+    ItemDiff,
+    StoryItem,
+    background_before,
+    diff_items,
+    find_developments,
+    novel_words,
+)
 from monitor.diff.model import (
     DEFAULT_NOVELTY_THRESHOLD,
     BaselineModel,
@@ -18,6 +26,7 @@ from monitor.diff.model import (
 from monitor.diff.novelty import SENTENCE_MIN, SentenceNovelty, score_item, score_sentence
 
 __all__ = [
+    "BACKGROUND_GRACE",
     "DEFAULT_NOVELTY_THRESHOLD",
     "SENTENCE_MIN",
     "BaselineModel",
@@ -27,6 +36,7 @@ __all__ = [
     "SentenceNovelty",
     "StoryItem",
     "analyse",
+    "background_before",
     "build_baseline",
     "diff_items",
     "find_developments",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from monitor.diff.model import BaselineModel, Reference, Sentence, analyse, split_sentences
 from monitor.diff.novelty import SentenceNovelty, item_sentences, score_item
@@ -29,6 +29,15 @@ from monitor.text import fold
 MAX_NOVEL = 6  # novel sentences kept per development
 UPDATE_OF_MIN = 0.3  # share of an item's new vocabulary a known development must hold to be its parent
 TITLE_MAX = 120
+# Coverage published more than this before the story started is what the baseline summarises (or
+# older): background, never a development. The story's start is when the baseline was written (see
+# ``background_before``); a day of grace covers time zones and the baseline's own news cycle.
+BACKGROUND_GRACE = timedelta(days=1)
+
+
+def background_before(story_start: datetime | None) -> datetime | None:
+    """Items published before this are background for a story that started at ``story_start``."""
+    return None if story_start is None else story_start - BACKGROUND_GRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +78,7 @@ class ItemDiff:
     story_score: float
     novel: list[SentenceNovelty]  # against the baseline
     residual: list[SentenceNovelty]  # against the story so far
-    verdict: str  # restatement | new | known
+    verdict: str  # background | restatement | new | known
     development_key: str | None
 
 
@@ -123,9 +132,12 @@ def diff_items(
     items: Sequence[StoryItem],
     *,
     threshold: float | None = None,
+    story_start: datetime | None = None,
 ) -> tuple[list[DevelopmentRecord], list[ItemDiff]]:
-    """Developments (new ones and sources for existing ones) and the per-item explanation."""
+    """Developments (new ones and sources for existing ones) and the per-item explanation.
+    ``story_start``: when the story started (the baseline's date); older items are background."""
     threshold = baseline.novelty_threshold if threshold is None else threshold
+    cutoff = background_before(story_start)
     base_vocab = baseline.reference.vocab
     story = baseline.reference.copy()
     devs: list[_Dev] = []
@@ -139,6 +151,9 @@ def diff_items(
 
     diffs: list[ItemDiff] = []
     for item in sorted(items, key=lambda i: (i.published, i.item_id)):
+        if cutoff is not None and item.published < cutoff:
+            diffs.append(ItemDiff(item.item_id, 0.0, 0.0, [], [], "background", None))
+            continue
         sentences, previous = _sentences_for(item)
         base_ref = baseline.reference
         story_ref = story
@@ -199,10 +214,14 @@ def diff_items(
 
 
 def find_developments(
-    baseline: BaselineModel, known: Sequence[KnownDevelopment], items: Sequence[StoryItem]
+    baseline: BaselineModel,
+    known: Sequence[KnownDevelopment],
+    items: Sequence[StoryItem],
+    *,
+    story_start: datetime | None = None,
 ) -> list[DevelopmentRecord]:
     """The diff stage as the pipeline calls it."""
-    return diff_items(baseline, known, items)[0]
+    return diff_items(baseline, known, items, story_start=story_start)[0]
 
 
 def novel_words(sentence: str, reference: Reference) -> set[str]:

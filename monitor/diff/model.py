@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 
 from monitor.text import fold, lemma, sentences
 
@@ -296,6 +297,31 @@ _BACKGROUND_RE = re.compile(
 _NEGATION_RE = re.compile(r"\b(?:kein|keine|keinen|keinem|keiner|nicht|nie|niemals|vorerst keine)\b")
 _TOKEN_RE = re.compile(r"[^\W_]+(?:[-‐‑][^\W_]+)*", re.UNICODE)
 _NUMBER_RE = re.compile(r"^\d+(?:[.,]\d+)?$")
+# Mojibake (UTF-8 read as a one-byte code page: 'fĂŒr', 'PrĂ€sident', 'fÃ¼r', 'â€ž'): a word with a
+# non-ASCII capital right after a small letter, or the lead byte of a misread UTF-8 sequence. Such
+# words are noise, neither known nor new; without this filter every garbled article looks novel.
+_GARBLED_HINT_RE = re.compile(r"[\u00c0-\u00de\u0100-\u017f\u20ac]")
+_MISREAD_CONTINUATION = frozenset("\u20ac\u2122\u0152\u0153\u0160\u0161\u017d\u017e\u0178")
+
+
+def is_garbled(word: str) -> bool:
+    """True for a word that is mojibake rather than language."""
+    if "\u00e2\u20ac" in word:
+        return True
+    for a, b in pairwise(word):
+        if a.islower() and b.isupper() and not b.isascii():
+            return True
+        if a in "\u00c2\u00c3\u0102" and ("\u0080" <= b <= "\u00bf" or b in _MISREAD_CONTINUATION):
+            return True
+    return False
+
+
+def _without_garbled(text: str) -> str:
+    if not _GARBLED_HINT_RE.search(text):
+        return text
+    return " ".join(w for w in text.split() if not is_garbled(w))
+
+
 _NUMBER_WORDS = frozenset(
     [
         "zwei",
@@ -380,7 +406,7 @@ def analyse(text: str) -> Sentence:
     terms: set[str] = set()
     names: set[str] = set()
     numbers: set[str] = set()
-    for index, match in enumerate(_TOKEN_RE.finditer(text)):
+    for index, match in enumerate(_TOKEN_RE.finditer(_without_garbled(text))):
         token = match.group(0)
         if _NUMBER_RE.match(token):
             numbers.add(token.replace(",", "."))

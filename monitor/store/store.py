@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
@@ -88,6 +88,11 @@ class KnownDevelopment:
     novel: list[str]
     terms: list[str]
     first_seen: datetime
+
+
+def _has_sources() -> Any:
+    """SQL condition: the development still has at least one source (it is not withdrawn)."""
+    return exists().where(DevelopmentSource.development_id == Development.id)
 
 
 def _insert_for(engine: Engine, table: Any) -> Any:
@@ -228,6 +233,61 @@ class PollTransaction:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     # -- developments and the outbox -----------------------------------------------------------
+
+    def remove_development_sources(
+        self,
+        story_id: str,
+        item_ids: Iterable[int] = (),
+        *,
+        published_before: datetime | None = None,
+    ) -> list[int]:
+        """Items that left the story (an update that no longer matches; background once the story's
+        start is known) are no longer sources of its developments. A development left without
+        sources is withdrawn: listings skip it and its alerts not yet sent are skipped.
+        Returns the ids of the developments withdrawn."""
+        conditions = []
+        ids = list(item_ids)
+        if ids:
+            conditions.append(DevelopmentSource.item_id.in_(ids))
+        if published_before is not None:
+            dated = select(Item.id).where(
+                Item.published < published_before, Item.published_from_feed.is_(True)
+            )
+            conditions.append(DevelopmentSource.item_id.in_(dated))
+        if not conditions:
+            return []
+        story_devs = select(Development.id).where(Development.story_id == story_id)
+        affected = list(
+            self.session.scalars(
+                select(DevelopmentSource.development_id)
+                .where(DevelopmentSource.development_id.in_(story_devs), or_(*conditions))
+                .distinct()
+            )
+        )
+        if not affected:
+            return []
+        self.session.execute(
+            delete(DevelopmentSource).where(
+                DevelopmentSource.development_id.in_(affected), or_(*conditions)
+            )
+        )
+        still_sourced = select(DevelopmentSource.development_id).where(
+            DevelopmentSource.development_id.in_(affected)
+        )
+        withdrawn = list(
+            self.session.scalars(
+                select(Development.id).where(
+                    Development.id.in_(affected), Development.id.not_in(still_sourced)
+                )
+            )
+        )
+        if withdrawn:
+            self.session.execute(
+                update(Delivery)
+                .where(Delivery.development_id.in_(withdrawn), Delivery.status == "pending")
+                .values(status="skipped", last_error="development withdrawn: its sources left the story")
+            )
+        return withdrawn
 
     def known_developments(self, story_id: str) -> list[KnownDevelopment]:
         return self._store._known_developments(self.session, story_id)
@@ -385,7 +445,7 @@ class Store:
     def _known_developments(self, session: Session, story_id: str) -> list[KnownDevelopment]:
         rows = session.scalars(
             select(Development)
-            .where(Development.story_id == story_id)
+            .where(Development.story_id == story_id, _has_sources())
             .order_by(Development.first_seen, Development.id)
         )
         return [
@@ -395,17 +455,6 @@ class Store:
             for d in rows
         ]
 
-    def matched_items(
-        self, story_id: str | None = None, since: datetime | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        with self.session() as session:
-            stmt = (
-                select(StoryMatch, Item, FeedState.name)
-                .join(Item, Item.id == StoryMatch.item_id)
-                .join(FeedState, FeedState.id == Item.feed_id)
-                .order_by(Item.published.desc(), Item.id.desc())
-            )
-            if story_id:
     def story_item_texts(
         self, story_id: str, limit: int = 400
     ) -> list[tuple[datetime | None, str, str]]:
@@ -425,6 +474,17 @@ class Store:
             ]
         return rows[::-1]
 
+    def matched_items(
+        self, story_id: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        with self.session() as session:
+            stmt = (
+                select(StoryMatch, Item, FeedState.name)
+                .join(Item, Item.id == StoryMatch.item_id)
+                .join(FeedState, FeedState.id == Item.feed_id)
+                .order_by(Item.published.desc(), Item.id.desc())
+            )
+            if story_id:
                 stmt = stmt.where(StoryMatch.story_id == story_id)
             if since:
                 stmt = stmt.where(Item.published >= since)
@@ -450,7 +510,8 @@ class Store:
 
     def developments(self, story_id: str | None = None) -> list[dict[str, Any]]:
         with self.session() as session:
-            stmt = select(Development).order_by(Development.first_seen, Development.id)
+            # Withdrawn developments (no source left, see remove_development_sources) are not listed.
+            stmt = select(Development).where(_has_sources()).order_by(Development.first_seen, Development.id)
             if story_id:
                 stmt = stmt.where(Development.story_id == story_id)
             devs = list(session.scalars(stmt))
