@@ -296,22 +296,8 @@ def feeds(state: State, as_json: bool) -> None:
     """Each feed's health: status, last success, last error, error streak, items, 304s, latency."""
     from monitor.cli_feeds import feed_rows, print_feeds
 
-    table = Table()
-    for col in ("feed", "status", "last poll", "last success", "errors", "items", "304", "last error"):
-        table.add_column(col)
-    for r in rows:
-        ratio = f"{r['not_modified_ratio']:.0%}" if r["not_modified_ratio"] is not None else "-"
-        table.add_row(
-            r["name"],
-            r["status"],
-            _local(r["last_polled"]),
-            _local(r["last_success"]),
-            str(r["error_streak"]),
-            str(r["items"]),
-            ratio,
-            (r["last_error"] or "")[:80],
-        )
-    _console().print(table)
+    config = state.config
+    print_feeds(feed_rows(config, _open_store(config)), as_json)
 
 
 def _esc(text: str) -> str:
