@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from monitor import ops
 from monitor.config import Config
 from monitor.pipeline import FeedPollReport, Monitor
-from monitor.store.cluster import feed_poll_lock, release_schedule_leases, schema_lock
+from monitor.store.cluster import FeedLocks, release_schedule_leases, schema_lock
 from monitor.store.database import _sqlite_pragmas, async_url, is_sqlite, normalise_url
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ FETCHED = frozenset({"ok", "not_modified", "unchanged", "error"})  # statuses of
 
 # The job function must be importable by reference; it reaches the running node through these.
 _current_monitor: Monitor | None = None
-_current_engine: AsyncEngine | None = None
+_current_locks: FeedLocks | None = None
 _current_node: str = ""
 
 
@@ -101,18 +101,26 @@ def _current_slot() -> tuple[datetime | None, str | None]:
 
 
 async def poll_feed_job(feed_name: str) -> dict[str, Any]:
-    """The scheduled task: one poll of one feed. Safe to re-run (polls are idempotent per slot)."""
-    monitor, engine = _current_monitor, _current_engine
-    if monitor is None or engine is None or monitor.stopping:
+    """The scheduled task: one poll of one feed. Safe to re-run (polls are idempotent per slot).
+
+    It never raises: APScheduler would publish the traceback in the JobReleased event, and the
+    PostgreSQL broker crashes the scheduler on a NOTIFY payload over 8000 bytes."""
+    monitor, locks = _current_monitor, _current_locks
+    if monitor is None or locks is None or monitor.stopping:
         return {"feed": feed_name, "status": "skipped"}
     slot, job_id = _current_slot()
     # A poll of this feed still running elsewhere (a slow server) may finish: then this slot runs.
     wait = min(_interval_of(monitor, feed_name), 60.0)
-    async with feed_poll_lock(engine, feed_name, wait=wait) as acquired:
-        if acquired:
-            report = await monitor.poll_feed(feed_name, scheduled=True, slot=slot)
-        else:
-            report = FeedPollReport(feed_name, "busy", error="another node is polling this feed")
+    try:
+        async with locks.hold(feed_name, wait=wait) as acquired:
+            if acquired:
+                report = await monitor.poll_feed(feed_name, scheduled=True, slot=slot)
+            else:
+                report = FeedPollReport(feed_name, "busy", error="another node is polling this feed")
+    except Exception as exc:  # the database went away mid-poll, ...: logged, retried next slot
+        log.exception("poll failed", extra={"feed": feed_name, "node": _current_node, "job": job_id})
+        ops.observe_poll("failed", 0.0)
+        return {"feed": feed_name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
     fields = {
         "feed": feed_name,
         "status": report.status,
@@ -150,8 +158,8 @@ def make_scheduler_engine(database_url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    # APScheduler's loops, the event broker and one advisory-lock connection per running poll.
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    # APScheduler's loops and the feed-lock connection; polls write through the Store's engine.
+    return create_async_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=6)
 
 
 def make_event_broker(database_url: str, engine: AsyncEngine) -> EventBroker:
@@ -227,11 +235,12 @@ async def run_daemon(
     on_started: Callable[[Monitor, AsyncScheduler], Awaitable[None]] | None = None,
 ) -> None:
     """Run until ``stop`` is set; then let in-flight polls finish (bounded) and stop cleanly."""
-    global _current_monitor, _current_engine, _current_node
+    global _current_monitor, _current_locks, _current_node
     node_id = node_id or default_node_id()
     async with Monitor(config) as monitor:  # opening it migrates the schema (under a lock)
         engine = make_scheduler_engine(normalise_url(config.database))
-        _current_monitor, _current_engine, _current_node = monitor, engine, node_id
+        locks = FeedLocks(engine)
+        _current_monitor, _current_locks, _current_node = monitor, locks, node_id
         scheduler: AsyncScheduler | None = None
         try:
             data_store = SQLAlchemyDataStore(engine)
@@ -278,7 +287,8 @@ async def run_daemon(
                 if released:
                     log.info("released schedule leases", extra={"node": node_id, "schedules": released})
         finally:
-            _current_monitor, _current_engine = None, None
+            _current_monitor, _current_locks = None, None
+            await locks.close()
             await engine.dispose()
     log.info("daemon stopped", extra={"node": node_id})
 

@@ -23,7 +23,17 @@ from sqlalchemy import create_engine, text
 
 from monitor.scheduler import LEASE_DURATION, RECOVERY_BOUND
 from tests.clusterkit import Node, pg_url, poll_times, slot_of, spawn_node, wait_started, wait_until
-from tests.conftest import STORY
+from tests.diff_texts import (
+    CANCELLATION,
+    CANCELLATION_COPY,
+    CANCELLATION_COPY_TITLE,
+    CANCELLATION_TITLE,
+    RESTATEMENT,
+    RESTATEMENT_TITLE,
+    SANCTIONS,
+    SANCTIONS_TITLE,
+    STORY,
+)
 from tests.feeds import FakeEntry, rss
 from tests.servers import FeedServer
 
@@ -36,20 +46,37 @@ T0 = datetime(2025, 10, 17, 8, 0, tzinfo=UTC)
 
 
 def _entries(feed: int, extra: int = 0) -> list[FakeEntry]:
-    """Three items per feed; every third feed reports on the story. ``extra`` adds later items."""
-    out = []
-    for i in range(3 + extra):
-        if feed % 3 == 0:
-            title = f"Selenski bittet in Washington um Tomahawk-Raketen ({feed}-{i})"
-            text_ = (
-                f"Der ukrainische Präsident Selenski traf Trump im Weißen Haus, Meldung {feed}-{i}. "
-                f"Es ging um weitreichende Tomahawk-Marschflugkörper für die Ukraine."
-            )
-        else:
-            title = f"Wetterbericht für Region {feed}, Ausgabe {i}"
-            text_ = f"Sonnig und mild in Region {feed}; am Abend örtlich Nebel (Ausgabe {i})."
-        out.append(FakeEntry(f"f{feed}-i{i}", title, text_, f"https://example.org/{feed}/{i}", T0))
+    """Three items per feed; every third feed restates the story. ``extra`` adds a later item with a
+    new fact: the summit's cancellation (two wordings, so outlets agree) or sanctions."""
+    story = feed % 3 == 0
+    out = [
+        FakeEntry(
+            f"f{feed}-i{i}",
+            f"Wetterbericht für Region {feed}, Ausgabe {i}",
+            f"Sonnig und mild in Region {feed}; am Abend örtlich Nebel (Ausgabe {i}).",
+            f"https://example.org/{feed}/{i}",
+            T0,
+        )
+        for i in range(2 if story else 3)
+    ]
+    if story:
+        out.append(
+            FakeEntry(f"f{feed}-r", RESTATEMENT_TITLE, RESTATEMENT, f"https://example.org/{feed}/r", T0)
+        )
+    if extra:
+        title, text_ = [
+            (CANCELLATION_TITLE, CANCELLATION),
+            (SANCTIONS_TITLE, SANCTIONS),
+            (CANCELLATION_COPY_TITLE, CANCELLATION_COPY),
+        ][feed % 3]
+        out.append(
+            FakeEntry(f"f{feed}-x", title, text_, f"https://example.org/{feed}/x", T0 + timedelta(hours=1))
+        )
     return out
+
+
+def _matching(feeds: int, extra: dict[int, int]) -> int:
+    return sum((n % 3 == 0) + bool(extra.get(n)) for n in range(feeds))
 
 
 class SlowFeeds:
@@ -124,9 +151,10 @@ def _superseded_slots(nodes: list[Node]) -> set[tuple[str, datetime]]:
     }
 
 
-def _db_checks(db_url: str, feeds: int, extra: dict[int, int]) -> dict[str, Any]:
-    """Every item served is stored once; every matching item matched once; one delivery per
-    development and channel."""
+def _db_checks(db_url: str, feeds: int, extra: dict[int, int], received: list[str]) -> dict[str, Any]:
+    """Every item served is stored once; every matching item matched once; at least one development,
+    each with exactly one delivery to the webhook channel; every delivery marked sent reached the
+    receiver (where the daemon runs the delivery worker)."""
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -134,18 +162,28 @@ def _db_checks(db_url: str, feeds: int, extra: dict[int, int]) -> dict[str, Any]
             names = dict(conn.execute(text("SELECT id, name FROM feed_state")).all())
             matches = conn.execute(text("SELECT story_id, item_id FROM story_match")).all()
             devs = conn.execute(text("SELECT id FROM development")).scalars().all()
-            deliveries = conn.execute(text("SELECT development_id, channel FROM delivery")).all()
+            deliveries = conn.execute(
+                text("SELECT development_id, channel, idempotency_key, status FROM delivery")
+            ).all()
     finally:
         engine.dispose()
     stored = Counter((names[f], e) for f, e in items)
     expected = {(f"feed{n}", e.guid) for n in range(feeds) for e in _entries(n, extra.get(n, 0))}
     assert all(c == 1 for c in stored.values()), "an item stored twice"
     assert set(stored) == expected, f"missing {expected - set(stored)}, unexpected {set(stored) - expected}"
-    matching = sum(3 + extra.get(n, 0) for n in range(feeds) if n % 3 == 0)
-    assert len(matches) == len(set(matches)) == matching
-    dev_deliveries = Counter(d for d, _c in deliveries if d is not None)
+    assert len(matches) == len(set(matches)) == _matching(feeds, extra)
+    assert devs, "the new facts made no development"
+    dev_deliveries = Counter(d for d, *_rest in deliveries if d is not None)
     assert all(dev_deliveries[d] == 1 for d in devs), "a development without exactly one delivery"
-    return {"items": len(stored), "matches": len(matches), "developments": len(devs)}
+    sent = {key for *_r, key, status in deliveries if status == "sent"}
+    assert sent <= set(received), "a delivery marked sent never reached the receiver"
+    return {
+        "items": len(stored),
+        "matches": len(matches),
+        "developments": len(devs),
+        "deliveries_sent": len(sent),
+        "webhooks_received": len(received),
+    }
 
 
 def test_three_nodes_start_together_on_empty_database_and_poll_every_slot_once(
@@ -160,15 +198,23 @@ def test_three_nodes_start_together_on_empty_database_and_poll_every_slot_once(
         nodes = [spawn_node(config, f"node{i}", tmp_path) for i in range(3)]
         try:
             wait_started(nodes, timeout=90)
+            # Warm-up: the first polls parse, match and diff everything (seconds each on a loaded
+            # 2-core machine), so fires are late and get coalesced. Steady state starts after.
+            wait_until(
+                lambda: (
+                    len(poll_times(nodes)) == feeds and all(len(v) >= 2 for v in poll_times(nodes).values())
+                ),
+                timeout=60,
+                what="two polls of every feed",
+            )
             started = time.time()
+            steady = datetime.fromtimestamp(started, UTC)
             for n in range(0, feeds, 4):  # new items mid-run
                 slow.set(n, 1)
             wait_until(
-                lambda: (
-                    all(len(v) >= 12 for v in poll_times(nodes).values()) and len(poll_times(nodes)) == feeds
-                ),
+                lambda: all(sum(t > started for t, _ in v) >= 10 for v in poll_times(nodes).values()),
                 timeout=90,
-                what="12 polls of every feed",
+                what="10 more polls of every feed",
             )
             run_for = time.time() - started
         finally:
@@ -192,14 +238,16 @@ def test_three_nodes_start_together_on_empty_database_and_poll_every_slot_once(
         coalesced = 0
         for n in range(feeds):
             mine = sorted(
-                {s for f, s in slots if f == f"feed{n}"} | {s for f, s in superseded if f == f"feed{n}"}
+                {s for f, s in slots if f == f"feed{n}" and s >= steady}
+                | {s for f, s in superseded if f == f"feed{n}" and s >= steady}
             )
             for a, b in itertools.pairwise(mine):
                 assert (b - a) % step == timedelta(0), f"feed{n}: slot off the grid ({a} -> {b})"
                 assert b - a <= 3 * step, f"feed{n}: no poll for {b - a}"
                 coalesced += (b - a) // step - 1
-        missed = coalesced + len(superseded)
-        assert missed <= 0.1 * len(slots), f"{coalesced} slots coalesced, {len(superseded)} superseded"
+        steady_slots = sum(1 for _f, s in slots if s >= steady)
+        missed = coalesced + sum(1 for _f, s in superseded if s >= steady)
+        assert missed <= 0.05 * steady_slots, f"{coalesced} slots coalesced, {len(superseded)} superseded"
         # Every fetch the server saw was a committed, logged poll: nothing fetched twice.
         for n in range(feeds):
             fetched = len(server.requests_for(f"/feed{n}.xml"))
@@ -209,7 +257,7 @@ def test_three_nodes_start_together_on_empty_database_and_poll_every_slot_once(
         total = sum(per_node.values())
         assert set(per_node) == {"node0", "node1", "node2"}
         assert min(per_node.values()) >= total * 0.1, f"work not spread: {per_node}"
-        counts = _db_checks(pg_url, feeds, {n: 1 for n in range(0, feeds, 4)})
+        counts = _db_checks(pg_url, feeds, {n: 1 for n in range(0, feeds, 4)}, received)
         assert counts["matches"] > 0
         assert len(received) == len(set(received)), "a webhook delivered twice"
         print(
@@ -269,7 +317,7 @@ def test_sigkill_a_node_then_the_lease_holder_others_take_over_within_the_bound(
     bound = RECOVERY_BOUND + INTERVAL + 2.0  # + one interval to the next slot, + scheduling slack
     with FeedServer() as server:
         slow = SlowFeeds(server, feeds, delay=0.4)  # polls are in flight most of the time
-        _hook_receiver(server)
+        received = _hook_receiver(server)
         config = _write_config(tmp_path, pg_url, server, feeds, server.url("/hook"))
         nodes = [spawn_node(config, f"node{i}", tmp_path) for i in range(3)]
         try:
@@ -329,7 +377,7 @@ def test_sigkill_a_node_then_the_lease_holder_others_take_over_within_the_bound(
         extra = sum(len(server.requests_for(f"/{f}.xml")) for f in names) - sum(slots.values())
         assert 0 <= extra <= 2 * 10, f"{extra} uncommitted fetches"
         extra_items = {n: 1 for n in range(0, feeds, 5)} | {n: 1 for n in range(1, feeds, 5)}
-        counts = _db_checks(pg_url, feeds, extra_items)
+        counts = _db_checks(pg_url, feeds, extra_items, received)
         assert in_flight_before > 0
         print(
             f"\ntakeover after SIGKILL of a node: {takeover_1:.1f}s; after SIGKILL of the lease holder "

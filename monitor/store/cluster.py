@@ -7,6 +7,7 @@ connection goes away, so a SIGKILLed node never leaves a lock behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,29 +28,59 @@ def lock_key(namespace: str, name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-@asynccontextmanager
-async def feed_poll_lock(engine: AsyncEngine, feed_name: str, wait: float = 0.0) -> AsyncIterator[bool]:
-    """Take the cluster-wide "this feed is being polled" lock, waiting up to ``wait`` seconds for a
-    poll elsewhere to finish. Yields whether this node has it; without it the caller must not poll.
-    Always true on SQLite (one node; the process keeps its own set of in-flight feeds)."""
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    key = lock_key("monitor.poll", feed_name)
-    async with engine.connect() as conn:
+class FeedLocks:
+    """Cluster-wide "this feed is being polled" locks: PostgreSQL session advisory locks, all held
+    on one connection per node (a node polling 30 feeds at once needs 1 connection, not 30).
+    PostgreSQL releases them all when that connection goes away: a SIGKILLed node leaves no lock
+    behind. On SQLite (one node) every lock is granted; the process keeps its own in-flight set."""
+
+    RETRY_PERIOD = 0.2
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.enabled = engine.dialect.name == "postgresql"
+        self._conn: Any = None
+        self._mutex = anyio.Lock()
+
+    async def _run(self, sql: str, key: int) -> Any:
+        async with self._mutex:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                conn = await self.engine.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                return await self._conn.scalar(text(sql), {"k": key})
+            except Exception:
+                conn, self._conn = self._conn, None  # locks on it are gone with it; start afresh
+                with anyio.CancelScope(shield=True):
+                    await conn.invalidate()
+                raise
+
+    @asynccontextmanager
+    async def hold(self, feed_name: str, wait: float = 0.0) -> AsyncIterator[bool]:
+        """Yield whether this node got the feed's lock, waiting up to ``wait`` seconds for a poll
+        elsewhere to finish. Without the lock the caller must not poll."""
+        if not self.enabled:
+            yield True
+            return
+        key = lock_key("monitor.poll", feed_name)
         deadline = anyio.current_time() + wait
-        while True:
-            got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
-            await conn.commit()
-            if got or anyio.current_time() >= deadline:
+        while not (got := bool(await self._run("SELECT pg_try_advisory_lock(:k)", key))):
+            if anyio.current_time() >= deadline:
                 break
-            await anyio.sleep(0.2)
+            await anyio.sleep(self.RETRY_PERIOD)
         try:
             yield got
         finally:
             if got:
-                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                await conn.commit()
+                # If this fails the connection is gone, and the lock with it.
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await self._run("SELECT pg_advisory_unlock(:k)", key)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with anyio.CancelScope(shield=True):
+                await self._conn.close()
+            self._conn = None
 
 
 @asynccontextmanager
