@@ -72,7 +72,13 @@ for sid, title, kws in stories[:n_stories]:
 open(state + "/monitor.yaml", "w").write("\n".join(out) + "\n")
 """
 
-COUNT_SCRIPT = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select count(*) from item').fetchone()[0])"
+COUNT_SCRIPT = """
+import os, sqlite3, sys
+path = sys.argv[1]
+db = sqlite3.connect(path) if os.path.exists(path) else None
+has_items = db is not None and db.execute("select 1 from sqlite_master where name = 'item'").fetchone()
+print(db.execute("select count(*) from item").fetchone()[0] if has_items else 0)
+"""
 
 
 def log(msg: str) -> None:

@@ -57,7 +57,11 @@ class ParsePool:
     """Parses off the event loop; in a process pool when it pays. ``workers=0`` means threads only."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        if workers is None:
+            # MONITOR_PARSE_WORKERS: a tuning knob (0 = parse in threads only); default one per core.
+            env = os.environ.get("MONITOR_PARSE_WORKERS", "").strip()
+            workers = int(env) if env.isdigit() else (os.cpu_count() or 1)
+        self.workers = workers
         self._executor: Executor | None = None
         self._broken = self.workers < 2  # one core: a pool only adds pickling
         self._pending = 0

@@ -82,6 +82,7 @@ class Monitor:
         self._diff_starts: dict[str, datetime] = {}
         self._baseline_texts: dict[str, str | None] = {}
         self._compile_lock = threading.Lock()
+        self._prefetched_states: dict[str, Any] = {}  # FeedState read in bulk by poll()
         # SQLite has one writer: funnel writes through one thread instead of fighting for the lock.
         self._db_limiter = CapacityLimiter(1 if is_sqlite(config.database) else 8)
         self._in_flight: set[str] = set()
@@ -164,9 +165,16 @@ class Monitor:
             if progress is not None:
                 progress(report)
 
-        async with anyio.create_task_group() as tg:
+        # One query for every feed's state instead of one per feed (see _poll_feed).
+        for state in await anyio.to_thread.run_sync(self.store.feed_states):
+            self._prefetched_states[state.name] = state
+        try:
+            async with anyio.create_task_group() as tg:
+                for name in names:
+                    tg.start_soon(one, name)
+        finally:
             for name in names:
-                tg.start_soon(one, name)
+                self._prefetched_states.pop(name, None)
         order = {n: i for i, n in enumerate(names)}
         reports.sort(key=lambda r: order.get(r.feed, 0))
         return PollSummary(reports, time.perf_counter() - started)
@@ -197,7 +205,9 @@ class Monitor:
 
     async def _poll_feed(self, name: str, scheduled: bool, slot: datetime | None = None) -> FeedPollReport:
         assert self.fetcher is not None, "Monitor is not open"
-        state = await anyio.to_thread.run_sync(self.store.feed_state, name)
+        state = self._prefetched_states.pop(name, None) or await anyio.to_thread.run_sync(
+            self.store.feed_state, name
+        )
         if state is None:
             return FeedPollReport(name, "error", error="feed is not configured")
         if state.disabled:
