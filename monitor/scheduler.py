@@ -41,9 +41,10 @@ from typing import Any
 from uuid import uuid4
 
 import anyio
+import attrs
 from apscheduler import AsyncScheduler, ConflictPolicy, RunState, current_job
 from apscheduler._enums import CoalescePolicy
-from apscheduler._events import JobAdded, ScheduleUpdated
+from apscheduler._events import Event, JobAdded, JobReleased, ScheduleUpdated
 from apscheduler.abc import EventBroker
 from apscheduler.datastores.sqlalchemy import SQLAlchemyDataStore
 from apscheduler.eventbrokers.local import LocalEventBroker
@@ -162,13 +163,28 @@ def make_scheduler_engine(database_url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=6)
 
 
+def fit_for_notify(event: Event) -> Event:
+    """A JobReleased event without the failed job's traceback (each node logs it locally). With it,
+    a NOTIFY payload can exceed PostgreSQL's 8000 bytes, and APScheduler 4.0.0a6's psycopg broker
+    then raises inside the scheduler, which crashes the node."""
+    if isinstance(event, JobReleased) and (event.exception_traceback or event.exception_message):
+        return attrs.evolve(
+            event, exception_traceback=None, exception_message=(event.exception_message or "")[:1000]
+        )
+    return event
+
+
 def make_event_broker(database_url: str, engine: AsyncEngine) -> EventBroker:
     if is_sqlite(database_url):
         return LocalEventBroker()
     # PsycopgEventBroker works with current anyio (the asyncpg one drops events on anyio >= 4.14).
     from apscheduler.eventbrokers.psycopg import PsycopgEventBroker
 
-    return PsycopgEventBroker.from_async_sqla_engine(engine)
+    class BoundedPsycopgEventBroker(PsycopgEventBroker):
+        async def publish(self, event: Event) -> None:
+            await super().publish(fit_for_notify(event))
+
+    return BoundedPsycopgEventBroker.from_async_sqla_engine(engine)
 
 
 def _schedule_metadata(config: Config, feed_name: str) -> dict[str, Any]:

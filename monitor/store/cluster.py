@@ -77,10 +77,13 @@ class FeedLocks:
                     await self._run("SELECT pg_advisory_unlock(:k)", key)
 
     async def close(self) -> None:
+        """Close the lock connection for real (not back into the pool, where its session and so
+        its locks would live on): every lock this node holds is released."""
         if self._conn is not None:
+            conn, self._conn = self._conn, None
             with anyio.CancelScope(shield=True):
-                await self._conn.close()
-            self._conn = None
+                await conn.invalidate()
+                await conn.close()
 
 
 @asynccontextmanager

@@ -1,0 +1,110 @@
+"""Building blocks of cluster mode: the per-feed poll locks (real PostgreSQL) and the NOTIFY-size
+guard for APScheduler's psycopg event broker."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+from apscheduler import JobOutcome
+from apscheduler._events import JobAdded, JobReleased
+
+from monitor.scheduler import fit_for_notify, make_event_broker, make_scheduler_engine
+from monitor.store.cluster import FeedLocks, lock_key
+from tests.clusterkit import pg_url
+
+__all__ = ["pg_url"]  # the fixture
+
+
+def test_feed_locks_exclude_other_nodes_and_die_with_their_holder(pg_url: str) -> None:
+    async def main() -> list[bool]:
+        seen: list[bool] = []
+        engine_a, engine_b = make_scheduler_engine(pg_url), make_scheduler_engine(pg_url)
+        node_a, node_b = FeedLocks(engine_a), FeedLocks(engine_b)
+        try:
+            async with node_a.hold("tagesschau") as got_a:
+                seen.append(got_a)
+                async with node_b.hold("tagesschau", wait=0.5) as got_b:
+                    seen.append(got_b)  # busy: A polls it
+                async with node_b.hold("spiegel") as other:
+                    seen.append(other)  # another feed is free
+            async with node_b.hold("tagesschau") as after_release:
+                seen.append(after_release)
+            # A node dies holding a lock: its connection goes, and PostgreSQL frees the lock.
+            async with node_a.hold("zeit") as got:
+                seen.append(got)
+                await node_a.close()  # what a SIGKILL does to the connection
+                async with node_b.hold("zeit", wait=2) as taken_over:
+                    seen.append(taken_over)
+        finally:
+            await node_a.close()
+            await node_b.close()
+            await engine_a.dispose()
+            await engine_b.dispose()
+        return seen
+
+    assert anyio.run(main) == [True, False, True, True, True, True]
+
+
+def test_waiting_for_a_feed_lock_gets_it_when_the_other_poll_ends(pg_url: str) -> None:
+    async def main() -> tuple[bool, float]:
+        engine = make_scheduler_engine(pg_url)
+        node_a, node_b = FeedLocks(engine), FeedLocks(make_scheduler_engine(pg_url))
+        done = anyio.Event()
+        result: dict[str, object] = {}
+
+        async def a() -> None:
+            async with node_a.hold("ndr") as got:
+                assert got
+                done.set()
+                await anyio.sleep(0.6)
+
+        async def b() -> None:
+            await done.wait()
+            start = anyio.current_time()
+            async with node_b.hold("ndr", wait=10) as got:
+                result["got"], result["waited"] = got, anyio.current_time() - start
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(a)
+                tg.start_soon(b)
+        finally:
+            await node_a.close()
+            await node_b.close()
+            await engine.dispose()
+            await node_b.engine.dispose()
+        return bool(result["got"]), float(result["waited"])  # type: ignore[arg-type]
+
+    got, waited = anyio.run(main)
+    assert got and 0.3 <= waited < 5
+
+
+def test_lock_keys_are_stable_and_distinct() -> None:
+    assert lock_key("monitor.poll", "tagesschau") == lock_key("monitor.poll", "tagesschau")
+    keys = {lock_key("monitor.poll", f"feed{n}") for n in range(1000)}
+    assert len(keys) == 1000
+    assert all(-(2**63) <= k < 2**63 for k in keys)
+
+
+def test_failed_job_events_fit_in_a_postgres_notify() -> None:
+    broker = make_event_broker(
+        "postgresql+psycopg://u@127.0.0.1/x", make_scheduler_engine("postgresql+psycopg://u@127.0.0.1/x")
+    )
+    failed = JobReleased(
+        job_id=uuid.uuid4(),
+        scheduler_id="node1",
+        task_id="monitor.deliver",
+        scheduled_start=None,
+        started_at=None,
+        outcome=JobOutcome.error,
+        exception_type="sqlalchemy.exc.OperationalError",
+        exception_message="connection failed " * 1000,
+        exception_traceback=["  File ..., line 1, in deliver\n" * 20] * 100,
+    )
+    assert len(broker.generate_notification_str(failed)) > 7999  # what 4.0.0a6 would refuse
+    fitted = fit_for_notify(failed)
+    assert len(broker.generate_notification_str(fitted)) <= 7999
+    assert fitted.exception_type == failed.exception_type and fitted.outcome is JobOutcome.error
+    other = JobAdded(job_id=uuid.uuid4(), task_id="t", schedule_id=None)
+    assert fit_for_notify(other) is other
