@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from monitor.parse import Entry
 from monitor.store.database import make_engine
@@ -381,10 +381,15 @@ class Store:
         self.engine = engine or make_engine(url)
 
     def create_schema(self) -> None:
+        """Bring the schema up to date: the migrations, under a lock (monitor.store.migrate)."""
+        from monitor.store.migrate import MigrationError, prepare_schema
+
         try:
-            SQLModel.metadata.create_all(self.engine)
+            prepare_schema(self.engine)
         except OperationalError as exc:
             raise StoreError(f"cannot create the database schema: {exc.orig}") from exc
+        except MigrationError as exc:
+            raise StoreError(str(exc)) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -401,10 +406,13 @@ class Store:
         the feed's redirect target and validators."""
         with self.session() as session:
             states = {s.name: s for s in session.scalars(select(FeedState))}
+            new_rows = []
             for name, url in feeds:
                 state = states.get(name)
                 if state is None:
-                    session.add(FeedState(name=name, url=url, current_url=url, problems=[]))
+                    new_rows.append(
+                        FeedState(name=name, url=url, current_url=url, problems=[]).model_dump(exclude={"id"})
+                    )
                 elif state.url != url:
                     state.url = url
                     state.current_url = url
@@ -412,6 +420,9 @@ class Store:
                     state.disabled = False
                     state.disabled_reason = None
                     state.next_poll_after = None
+            if new_rows:  # several nodes may start at once: the first insert wins, the rest no-op
+                stmt = _insert_for(self.engine, FeedState).on_conflict_do_nothing(index_elements=["name"])
+                session.execute(stmt, new_rows)
             session.commit()
 
     def feed_state(self, name: str) -> FeedState | None:
