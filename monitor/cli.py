@@ -161,7 +161,12 @@ def run(state: State, node_id: str | None) -> None:
             await run_daemon(config, node_id=node_id, stop=stop)
             tg.cancel_scope.cancel()
 
-    run_async(main)
+    try:
+        run_async(main)
+    except BaseExceptionGroup as group:  # the task group wraps the daemon's error: unwrap it
+        if len(group.exceptions) == 1:  # for handle_errors (message and exit code)
+            raise group.exceptions[0] from None
+        raise
 
 
 @cli.command()

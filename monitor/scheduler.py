@@ -32,6 +32,7 @@ Design notes (see ../shared/notes/apscheduler-4-findings.md for the measurements
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import socket
@@ -53,10 +54,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from monitor import ops
-from monitor.config import Config
+from monitor.config import Config, ConfigError
 from monitor.pipeline import FeedPollReport, Monitor
-from monitor.store.cluster import FeedLocks, release_schedule_leases, schema_lock
-from monitor.store.database import _sqlite_pragmas, async_url, is_sqlite, normalise_url
+from monitor.store.cluster import FeedLocks, release_schedule_leases, schema_lock, sqlite_daemon_lock
+from monitor.store.database import _sqlite_pragmas, async_url, is_sqlite, normalise_url, redact
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ FETCHED = frozenset({"ok", "not_modified", "unchanged", "error"})  # statuses of
 _current_monitor: Monitor | None = None
 _current_locks: FeedLocks | None = None
 _current_node: str = ""
+
+
+class NodeConflict(ConfigError):
+    """This node cannot run: its id (PostgreSQL) or the SQLite database is taken by a live daemon."""
 
 
 def default_node_id() -> str:
@@ -258,7 +263,18 @@ async def run_daemon(
         locks = FeedLocks(engine)
         _current_monitor, _current_locks, _current_node = monitor, locks, node_id
         scheduler: AsyncScheduler | None = None
+        single = contextlib.ExitStack()
         try:
+            if is_sqlite(config.database):
+                if not single.enter_context(sqlite_daemon_lock(normalise_url(config.database))):
+                    raise NodeConflict(
+                        f"another `monitor run` uses {redact(config.database)}; SQLite supports one "
+                        "daemon (use PostgreSQL for several)"
+                    )
+            elif not await locks.claim_node(node_id):
+                raise NodeConflict(
+                    f"node id {node_id!r} is in use by a running node; give each node its own --node-id"
+                )
             data_store = SQLAlchemyDataStore(engine)
             broker = make_event_broker(config.database, engine)
             scheduler = AsyncScheduler(
@@ -304,6 +320,7 @@ async def run_daemon(
                     log.info("released schedule leases", extra={"node": node_id, "schedules": released})
         finally:
             _current_monitor, _current_locks = None, None
+            single.close()
             await locks.close()
             await engine.dispose()
     log.info("daemon stopped", extra={"node": node_id})

@@ -383,3 +383,24 @@ def test_sigkill_a_node_then_the_lease_holder_others_take_over_within_the_bound(
             f"\ntakeover after SIGKILL of a node: {takeover_1:.1f}s; after SIGKILL of the lease holder "
             f"({len(held_feeds)} schedules held): {takeover_2:.1f}s; bound {bound:.0f}s; {counts}"
         )
+
+
+def test_a_node_id_in_use_is_refused(tmp_path: Path, pg_url: str) -> None:
+    """Two live nodes with one id would take each other's leases: the second one must not start."""
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        yaml.safe_dump({"database": pg_url, "feeds": [], "ops": {"enabled": False}}), encoding="utf-8"
+    )
+    first = spawn_node(path, "zwilling", tmp_path)
+    try:
+        wait_started([first])
+        second = spawn_node(path, "zwilling", tmp_path, suffix="-2")
+        code = second.proc.wait(timeout=60)
+        third = spawn_node(path, "drilling", tmp_path)
+        wait_started([third])  # another id on the same database is fine
+        assert first.alive()
+    finally:
+        codes = [first.stop(), third.stop() if "third" in locals() else 0]
+    assert code == 2, second.tail()
+    assert "node id 'zwilling' is in use" in second.log_path.read_text()
+    assert codes == [0, 0]

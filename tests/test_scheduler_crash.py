@@ -152,3 +152,21 @@ def test_sqlite_node_killed_mid_poll_and_while_holding_leases_resumes_within_bou
         rows = conn.execute("SELECT entry_id, count(*) FROM item GROUP BY feed_id, entry_id").fetchall()
     assert rows and all(count == 1 for _e, count in rows), rows
     print(f"\nSQLite resume: same id {resume_same_id:.1f}s, new id after stale leases {resume_new_id:.1f}s")
+
+
+def test_a_second_daemon_on_the_same_sqlite_database_is_refused(tmp_path: Path) -> None:
+    """APScheduler's SQLite store runs jobs twice with two schedulers: the second daemon must not start."""
+    path = tmp_path / "feeds.yaml"
+    config = {"database": f"sqlite:///{tmp_path / 'm.sqlite3'}", "feeds": [], "ops": {"enabled": False}}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    first = spawn_node(path, "eins", tmp_path)
+    try:
+        wait_started([first])
+        second = spawn_node(path, "zwei", tmp_path)
+        code = second.proc.wait(timeout=60)
+        assert first.alive()
+    finally:
+        first_code = first.stop()
+    assert code == 2, second.tail()
+    assert "SQLite supports one daemon" in second.log_path.read_text()
+    assert first_code == 0

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.store.migrate import SCHEMA_LOCK_KEY
@@ -54,6 +56,13 @@ class FeedLocks:
                 with anyio.CancelScope(shield=True):
                     await conn.invalidate()
                 raise
+
+    async def claim_node(self, node_id: str) -> bool:
+        """Claim ``node_id`` for this process (an advisory lock on the same connection): false when
+        a running node already uses it. Two live nodes with one id would take each other's leases."""
+        if not self.enabled:
+            return True
+        return bool(await self._run("SELECT pg_try_advisory_lock(:k)", lock_key("monitor.node", node_id)))
 
     @asynccontextmanager
     async def hold(self, feed_name: str, wait: float = 0.0) -> AsyncIterator[bool]:
@@ -147,3 +156,31 @@ def ops_snapshot(store: Store) -> dict[str, Any]:
         "developments": int(developments),
         "jobs_queued": jobs,
     }
+
+
+@contextmanager
+def sqlite_daemon_lock(url: str) -> Iterator[bool]:
+    """One daemon per SQLite database (APScheduler's SQLite store does not support several
+    schedulers: they run jobs twice). Yields false when another daemon holds the lock file
+    ``<database>.daemon.lock``; the kernel releases it when that process dies."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield True
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield True
+        return
+    path = Path(database + ".daemon.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
