@@ -27,7 +27,17 @@ from monitor.store import DevelopmentRecord, KnownDevelopment, SourceRecord
 from monitor.text import fold
 
 MAX_NOVEL = 6  # novel sentences kept per development
+MAX_TERMS = 80
 UPDATE_OF_MIN = 0.3  # share of an item's new vocabulary a known development must hold to be its parent
+# Clustering: an item opens a new development when what the story does not know yet scores at least
+# NEW_DEVELOPMENT_FACTOR x threshold, or reaches the threshold on a subject (new nouns and names) that
+# shares less than ATTACH_AFFINITY with every known development. Otherwise it is one more source.
+NEW_DEVELOPMENT_FACTOR = 2.0
+ATTACH_AFFINITY = 0.2
+# Within one news cycle, outlets report the same events: an item sharing any new noun or name with a
+# development first seen that close joins it, unless it scores STRONG_FACTOR x threshold on its own.
+NEWS_CYCLE = timedelta(hours=48)
+STRONG_FACTOR = 5.0
 TITLE_MAX = 120
 # Coverage published more than this before the story started is what the baseline summarises (or
 # older): background, never a development. The story's start is when the baseline was written (see
@@ -82,12 +92,47 @@ class ItemDiff:
     development_key: str | None
 
 
-def _new_vocab(sentences: Sequence[SentenceNovelty]) -> set[str]:
+def _fact_vocab(sentences: Sequence[SentenceNovelty]) -> set[str]:
+    """The new nouns and names of novel sentences: what a development is about."""
     out: set[str] = set()
     for s in sentences:
-        out.update(s.new_terms)
+        facts = s.sentence.nouns | s.sentence.names
+        out.update(t for t in s.new_terms if t in facts and "-" not in t)
         out.update(s.new_names)
     return out
+
+
+def _closest(vocab: set[str], devs: Sequence[_Dev]) -> tuple[_Dev | None, float]:
+    """The development whose subject the item shares most (overlap of new nouns and names)."""
+    best, best_affinity = None, -1.0
+    for dev in devs:
+        affinity = len(vocab & dev.terms) / min(len(vocab), len(dev.terms)) if vocab and dev.terms else 0.0
+        if affinity > best_affinity:
+            best, best_affinity = dev, affinity
+    return best, max(best_affinity, 0.0)
+
+
+def _opens_development(
+    story_score: float, threshold: float, affinity: float, recent_affinity: float
+) -> bool:
+    """Does an item whose news is not a restatement open a new development, or is it one more
+    report of a known one (no second alert)? ``story_score``: what the story so far does not know;
+    ``affinity``/``recent_affinity``: subject overlap with the closest known development (of any
+    time / first seen within the same news cycle)."""
+    if story_score < threshold:
+        return False  # its news is known
+    if story_score >= STRONG_FACTOR * threshold:
+        return True  # plainly a story line of its own
+    if recent_affinity > 0:
+        return False  # same news cycle, same subject: coverage of the same development
+    return story_score >= NEW_DEVELOPMENT_FACTOR * threshold or affinity < ATTACH_AFFINITY
+
+
+def _strongest(sentences: Sequence[SentenceNovelty]) -> list[SentenceNovelty]:
+    """The ``MAX_NOVEL`` strongest novel sentences (weighted by position), in text order."""
+    ranked = sorted(sentences, key=lambda s: s.score * s.weight, reverse=True)[:MAX_NOVEL]
+    keep = {id(s) for s in ranked}
+    return [s for s in sentences if id(s) in keep]
 
 
 def _key(story_id: str, novel: Sequence[SentenceNovelty]) -> str:
@@ -97,20 +142,16 @@ def _key(story_id: str, novel: Sequence[SentenceNovelty]) -> str:
 
 
 def _title(item: StoryItem, novel: Sequence[SentenceNovelty]) -> str:
-    if item.kind != "updated" and any(s.is_title for s in novel) and item.title.strip():
+    """The headline says what the news is; for an update (or an item without one), its strongest
+    new sentence."""
+    if item.kind != "updated" and item.title.strip():
         text = item.title.strip()
     else:
-        text = max(novel, key=lambda s: s.score).text if novel else item.title
+        text = max(novel, key=lambda s: s.score * s.weight).text if novel else item.title
     text = " ".join(text.split())
     if len(text) > TITLE_MAX:
         text = text[: TITLE_MAX - 1].rsplit(" ", 1)[0] + "…"
     return text
-
-
-def _similarity(vocab: set[str], dev: _Dev) -> float:
-    if not vocab or not dev.terms:
-        return 0.0
-    return len(vocab & dev.terms) / len(vocab)
 
 
 def _sentences_for(item: StoryItem) -> tuple[list[tuple[Sentence, bool]], list[Sentence]]:
@@ -138,14 +179,11 @@ def diff_items(
     ``story_start``: when the story started (the baseline's date); older items are background."""
     threshold = baseline.novelty_threshold if threshold is None else threshold
     cutoff = background_before(story_start)
-    base_vocab = baseline.reference.vocab
     story = baseline.reference.copy()
     devs: list[_Dev] = []
     for k in known:
         sentences = [analyse(s) for s in k.novel]
         terms = set(k.terms)
-        for s in sentences:
-            terms.update(t for t in s.terms if t not in base_vocab)
         devs.append(_Dev(k.key, k.title, 0.0, sentences, terms, k.first_seen, known_id=k.id))
         story.extend(sentences)
 
@@ -167,30 +205,36 @@ def diff_items(
             diffs.append(ItemDiff(item.item_id, base_score, 0.0, novel, [], "restatement", None))
             continue
         story_score, residual = score_item(sentences, story_ref, baseline.key_terms)
-        vocab = _new_vocab(novel)
-        ranked = sorted(devs, key=lambda d: _similarity(vocab, d), reverse=True)
-        best = ranked[0] if ranked else None
-        best_sim = _similarity(vocab, best) if best else 0.0
-        if story_score >= threshold or best is None:
+        vocab = _fact_vocab(novel)
+        best, affinity = _closest(vocab, devs)
+        recent, recent_affinity = _closest(
+            vocab, [d for d in devs if abs(item.published - d.first_seen) <= NEWS_CYCLE]
+        )
+        opens = _opens_development(story_score, threshold, affinity, recent_affinity)
+        if not opens and recent is not None and recent_affinity > 0:
+            best = recent  # the same news cycle, the same subject
+        if opens or best is None:
             chosen = residual if residual else novel
             key = _key(baseline.story_id, chosen)
-            parent = best.known_id if best is not None and best_sim >= UPDATE_OF_MIN else None
+            parent = best.known_id if best is not None and affinity >= UPDATE_OF_MIN else None
+            kept = _strongest(chosen)
             dev = _Dev(
                 key=key,
                 title=_title(item, chosen),
                 score=story_score if residual else base_score,
-                sentences=[s.sentence for s in chosen],
-                terms=_new_vocab(chosen) | vocab,
+                sentences=[s.sentence for s in kept],
+                terms=_fact_vocab(chosen) | vocab,
                 first_seen=item.published,
                 update_of=parent,
                 created_here=True,
             )
-            dev.sources[item.item_id] = [s.text for s in chosen][:MAX_NOVEL]
+            dev.sources[item.item_id] = [s.text for s in kept]
             devs.append(dev)
             story.extend(dev.sentences)
             diffs.append(ItemDiff(item.item_id, base_score, story_score, novel, residual, "new", key))
         else:
-            best.sources.setdefault(item.item_id, [s.text for s in novel][:MAX_NOVEL])
+            assert best is not None
+            best.sources.setdefault(item.item_id, [s.text for s in _strongest(novel)])
             diffs.append(ItemDiff(item.item_id, base_score, story_score, novel, residual, "known", best.key))
 
     records = []
@@ -204,7 +248,7 @@ def diff_items(
                 title=dev.title,
                 score=round(dev.score, 3),
                 novel=[s.text for s in dev.sentences][:MAX_NOVEL],
-                terms=sorted(dev.terms)[:40],
+                terms=sorted(dev.terms)[:MAX_TERMS],
                 sources=[SourceRecord(item_id, sents) for item_id, sents in dev.sources.items()],
                 first_seen=dev.first_seen,
                 update_of=dev.update_of,

@@ -281,13 +281,34 @@ _CUES: tuple[tuple[str, str], ...] = (
     ("Sanktionen", r"\bsanktion\w*|\bstrafmassnahm\w*|\bverhaengt"),
     ("Einigung", r"\beinigung\b|\bgeeinigt|\beinigen sich|\bvereinbart\w*|\babkommen\b|\bunterzeichnet"),
     ("beschlossen", r"\bbeschlossen|\bbeschliesst|\bentschieden|\bentscheidet|\bentscheidung\b"),
-    ("telefoniert", r"\btelefoniert|\btelefonierten|\btelefonat am\b"),
+    ("telefoniert", r"\btelefonier\w*|\btelefonat\w*|\btelefongespraech\w*"),
     ("getroffen", r"\btrafen sich|\btrifft sich|\bkamen .{0,40}zusammen\b"),
     ("Kehrtwende", r"\bkehrtwende|\bumkehr|\brueckzieher|\bmacht einen rueckzieher"),
     ("zurueckgetreten", r"\bzurueckgetreten|\bruecktritt|\btritt .{0,30}zurueck"),
     ("Ausnahme", r"\bausnahme\w*"),
 )
 _CUE_RES = tuple((label, re.compile(pattern)) for label, pattern in _CUES)
+# Cues that report the same change of state: once "abgesagt" is known, "geplatzt" is not news.
+_CUE_FAMILIES = {
+    "abgesagt": "off",
+    "verschoben": "off",
+    "auf Eis": "off",
+    "findet nicht statt": "off",
+    "geplatzt": "off",
+    "gestoppt": "off",
+    "genehmigt": "approved",
+    "zugesagt": "approved",
+    "abgelehnt": "refused",
+    "keine Zusage": "refused",
+    "Einigung": "agreed",
+    "beschlossen": "agreed",
+    "telefoniert": "contact",
+    "getroffen": "contact",
+}
+
+
+def cue_family(label: str) -> str:
+    return _CUE_FAMILIES.get(label, label)
 # Background: pluperfect ("hatten sich im August getroffen"), explicit earlier time references.
 _BACKGROUND_RE = re.compile(
     r"\b(?:hatte|hatten|hattest|war|waren) (?:\w+ ){0,8}\w+(?:ge\w+t|ge\w+en|iert)\b[^,;:]*$|"
@@ -371,12 +392,50 @@ def compound_parts(term: str) -> tuple[str, ...]:
         return ()
     import simplemma
 
+    def known(word: str) -> str | None:
+        # Terms are folded ('gespraech'): try the word with its umlauts back as well.
+        for candidate in (word, _unfold(word)):
+            if simplemma.is_known(candidate, lang="de"):
+                return candidate
+        return None
+
     for i in range(5, len(term) - 4):
         head, tail = term[:i], term[i:]
         for h in (head, head[:-1] if head.endswith("s") and len(head) > 4 else None):
-            if h and simplemma.is_known(h, lang="de") and simplemma.is_known(tail, lang="de"):
-                return (fold(h), fold(simplemma.lemmatize(tail, lang="de")))
+            if h and known(h):
+                tail_word = known(tail)
+                if tail_word:
+                    return (fold(h), fold(simplemma.lemmatize(tail_word, lang="de")))
     return ()
+
+
+def _unfold(word: str) -> str:
+    return word.replace("ae", "ä").replace("oe", "ö").replace("ue", "ü")
+
+
+_KEY_STEPS = (("sch", "sh"), ("w", "v"), ("z", "s"), ("y", "i"), ("ij", "i"), ("ii", "i"), ("ck", "k"))
+
+
+@lru_cache(maxsize=200_000)
+def name_key(term: str) -> str:
+    """A spelling key for transliterated names: 'selenskyj', 'selenski', 'zelensky' -> 'selenski';
+    'wolodymyr' -> 'volodimir'; 'lawrow' and 'lavrov' -> 'lavrov'."""
+    key = term
+    for old, new in _KEY_STEPS:
+        key = key.replace(old, new)
+    return key.rstrip("j")
+
+
+def _near(a: str, b: str) -> bool:
+    """One edit apart (names of six letters or more): 'wolodomir' ~ 'wolodimir'."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 6 or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +444,7 @@ class Sentence:
 
     text: str
     terms: frozenset[str]  # content lemmas, folded (compound parts included)
+    nouns: frozenset[str]  # the terms that are nouns (capitalised), names included
     names: frozenset[str]  # capitalised words inside the sentence that look like names
     numbers: frozenset[str]  # digits, number words, weekdays
     cues: tuple[str, ...]  # change-of-state cue labels
@@ -397,6 +457,14 @@ class Sentence:
 
 
 @lru_cache(maxsize=100_000)
+def _lemma_is_noun(token: str) -> bool:
+    """For the first word of a sentence (capitalised anyway): is its dictionary form a noun?"""
+    import simplemma
+
+    return simplemma.lemmatize(token, lang="de")[:1].isupper()
+
+
+@lru_cache(maxsize=100_000)
 def analyse(text: str) -> Sentence:
     """Analyse one sentence (cached: wire copies repeat sentences verbatim)."""
     import simplemma
@@ -404,6 +472,7 @@ def analyse(text: str) -> Sentence:
     text = _nfc(text.strip())
     folded = fold(text)
     terms: set[str] = set()
+    nouns: set[str] = set()
     names: set[str] = set()
     numbers: set[str] = set()
     for index, match in enumerate(_TOKEN_RE.finditer(_without_garbled(text))):
@@ -414,6 +483,9 @@ def analyse(text: str) -> Sentence:
         parts = _parts(token)
         if not parts:
             continue
+        # German capitalises nouns: facts are carried by nouns and names, colour by the rest.
+        last = re.split(r"[-‐‑]", token)[-1]
+        is_noun = last[:1].isupper() if index > 0 or len(parts) > 1 else _lemma_is_noun(token)
         if len(parts) == 1:
             base = parts[0]
             if base in STOPWORDS or len(base) < 3:
@@ -422,16 +494,27 @@ def analyse(text: str) -> Sentence:
                 numbers.add(base)
                 continue
             terms.add(base)
+            if is_noun:
+                nouns.add(base)
         else:
             joined = "-".join(parts)
-            terms.add(joined)
-            terms.update(p for p in parts if p not in STOPWORDS and len(p) >= 3)
-        if index > 0 and token[:1].isupper() and not simplemma.is_known(token, lang="de"):
-            names.add("-".join(parts))
+            found = [joined, *(p for p in parts if p not in STOPWORDS and len(p) >= 3)]
+            terms.update(found)
+            if is_noun:
+                nouns.update(found)
+        if index > 0 and token[:1].isupper():
+            if len(parts) == 1:
+                if not simplemma.is_known(token, lang="de"):
+                    names.add(parts[0])
+            else:  # 'Druschba-Pipeline': the name is the part no dictionary knows, not the compound
+                for piece, part in zip(re.split(r"[-‐‑]", token), parts, strict=False):
+                    if piece[:1].isupper() and len(part) >= 3 and not simplemma.is_known(piece, lang="de"):
+                        names.add(part)
     cues = tuple(label for label, pattern in _CUE_RES if pattern.search(folded))
     return Sentence(
         text=text,
         terms=frozenset(terms),
+        nouns=frozenset(nouns),
         names=frozenset(names),
         numbers=frozenset(numbers),
         cues=cues,
@@ -458,8 +541,9 @@ class Reference:
     vocab: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     numbers: set[str] = field(default_factory=set)
-    cues: set[str] = field(default_factory=set)
+    cues: set[str] = field(default_factory=set)  # cue families (see cue_family)
     sentences: list[Sentence] = field(default_factory=list)
+    name_keys: set[str] = field(default_factory=set)
 
     def add(self, sentence: Sentence) -> None:
         self.sentences.append(sentence)
@@ -467,8 +551,9 @@ class Reference:
         for term in sentence.terms:  # a known compound covers its parts ('Gipfeltreffen' -> 'Gipfel')
             self.vocab.update(term.split("-") if "-" in term else compound_parts(term))
         self.names.update(sentence.names)
+        self.name_keys.update(name_key(n) for n in sentence.names)
         self.numbers.update(sentence.numbers)
-        self.cues.update(sentence.cues)
+        self.cues.update(cue_family(c) for c in sentence.cues)
 
     def extend(self, items: Iterable[Sentence]) -> None:
         for sentence in items:
@@ -476,13 +561,32 @@ class Reference:
 
     def copy(self) -> Reference:
         return Reference(
-            set(self.vocab), set(self.names), set(self.numbers), set(self.cues), list(self.sentences)
+            set(self.vocab),
+            set(self.names),
+            set(self.numbers),
+            set(self.cues),
+            list(self.sentences),
+            set(self.name_keys),
         )
+
+    def knows_name(self, name: str) -> bool:
+        """A name is known in another transliteration (Selenskyj/Selenski), in the genitive
+        (Putins) or one letter off (Wolodomir/Wolodimir)."""
+        if name in self.names or name in self.vocab:
+            return True
+        keys = [name_key(name)]
+        if name.endswith("s") and len(name) > 4:
+            keys.append(name_key(name[:-1]))
+        if any(k in self.name_keys for k in keys):
+            return True
+        return any(_near(k, known) for k in keys if len(k) >= 6 for known in self.name_keys)
 
     def covers(self, term: str) -> float:
         """1.0 when the term is known, 0.5 when one part of a compound is, else 0.0."""
         if term in self.vocab:
             return 1.0
+        if term.endswith("s") and len(term) > 5 and (term[:-1] in self.vocab or term[:-2] in self.vocab):
+            return 1.0  # a genitive the lemmatiser left alone ('Russlands', 'Gipfeltreffens')
         parts = term.split("-") if "-" in term else compound_parts(term)
         if parts:
             known = sum(1 for p in parts if p in self.vocab)
@@ -509,7 +613,7 @@ class BaselineModel:
         return frozenset(self.reference.names)
 
 
-DEFAULT_NOVELTY_THRESHOLD = 1.4
+DEFAULT_NOVELTY_THRESHOLD = 0.6
 
 
 def build_baseline(
