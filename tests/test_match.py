@@ -501,3 +501,14 @@ def test_poll_drops_background_items_once_the_story_start_is_known(
     assert project.cli("poll").exit_code == 0
     titles = [i["title"] for i in project.cli("items", "--json").json()]
     assert titles == ["Gipfel in Budapest"]
+
+
+def test_teasers_that_mention_rule_terms_are_full_text_candidates() -> None:
+    m = shipped()
+    teaser = (
+        "Trump drängt auf Waffenstillstand",
+        "Beim Besuch im Weißen Haus erhielt Selenskyj keine Zusage.",
+    )
+    assert not m.match(*teaser, remember=False).matched
+    assert m.candidate(*teaser)
+    assert not m.candidate("Oktoberfest endet", "Sechs Millionen Besucher tranken Bier in München.")
