@@ -112,9 +112,7 @@ def _closest(vocab: set[str], devs: Sequence[_Dev]) -> tuple[_Dev | None, float]
     return best, max(best_affinity, 0.0)
 
 
-def _opens_development(
-    story_score: float, threshold: float, affinity: float, recent_affinity: float
-) -> bool:
+def _opens_development(story_score: float, threshold: float, affinity: float, recent_affinity: float) -> bool:
     """Does an item whose news is not a restatement open a new development, or is it one more
     report of a known one (no second alert)? ``story_score``: what the story so far does not know;
     ``affinity``/``recent_affinity``: subject overlap with the closest known development (of any

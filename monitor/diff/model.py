@@ -309,6 +309,8 @@ _CUE_FAMILIES = {
 
 def cue_family(label: str) -> str:
     return _CUE_FAMILIES.get(label, label)
+
+
 # Background: pluperfect ("hatten sich im August getroffen"), explicit earlier time references.
 _BACKGROUND_RE = re.compile(
     r"\b(?:hatte|hatten|hattest|war|waren) (?:\w+ ){0,8}\w+(?:ge\w+t|ge\w+en|iert)\b[^,;:]*$|"
@@ -395,7 +397,7 @@ def compound_parts(term: str) -> tuple[str, ...]:
     def known(word: str) -> str | None:
         # Terms are folded ('gespraech'): try the word with its umlauts back as well.
         for candidate in (word, _unfold(word)):
-            if simplemma.is_known(candidate, lang="de"):
+            if _is_known(candidate):
                 return candidate
         return None
 
@@ -456,6 +458,14 @@ class Sentence:
         return len(self.terms)
 
 
+@lru_cache(maxsize=200_000)
+def _is_known(word: str) -> bool:
+    """simplemma's dictionary look-up, cached (it decodes dictionary records on every call)."""
+    import simplemma
+
+    return bool(simplemma.is_known(word, lang="de"))
+
+
 @lru_cache(maxsize=100_000)
 def _lemma_is_noun(token: str) -> bool:
     """For the first word of a sentence (capitalised anyway): is its dictionary form a noun?"""
@@ -467,7 +477,6 @@ def _lemma_is_noun(token: str) -> bool:
 @lru_cache(maxsize=100_000)
 def analyse(text: str) -> Sentence:
     """Analyse one sentence (cached: wire copies repeat sentences verbatim)."""
-    import simplemma
 
     text = _nfc(text.strip())
     folded = fold(text)
@@ -504,11 +513,11 @@ def analyse(text: str) -> Sentence:
                 nouns.update(found)
         if index > 0 and token[:1].isupper():
             if len(parts) == 1:
-                if not simplemma.is_known(token, lang="de"):
+                if not _is_known(token):
                     names.add(parts[0])
             else:  # 'Druschba-Pipeline': the name is the part no dictionary knows, not the compound
                 for piece, part in zip(re.split(r"[-‐‑]", token), parts, strict=False):
-                    if piece[:1].isupper() and len(part) >= 3 and not simplemma.is_known(piece, lang="de"):
+                    if piece[:1].isupper() and len(part) >= 3 and not _is_known(piece):
                         names.add(part)
     cues = tuple(label for label, pattern in _CUE_RES if pattern.search(folded))
     return Sentence(
@@ -528,7 +537,7 @@ def split_sentences(text: str) -> list[str]:
     out = []
     for sentence in sentences(_nfc(text)):
         sentence = sentence.strip(" \t|·•-–—")
-        if len(sentence) < 12 or sum(ch.isalpha() for ch in sentence) < 8:
+        if len(sentence) < 12 or (len(sentence) < 60 and sum(ch.isalpha() for ch in sentence) < 8):
             continue
         out.append(sentence)
     return out
