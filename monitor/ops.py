@@ -35,6 +35,12 @@ POLL_DURATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
     registry=REGISTRY,
 )
+POLL_DELAY = Histogram(
+    "monitor_poll_delay_seconds",
+    "How late a scheduled poll started after its slot (grows when nodes are overloaded).",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+    registry=REGISTRY,
+)
 ITEMS_STORED = Counter("monitor_items_stored", "New feed items stored by this node.", registry=REGISTRY)
 DEVELOPMENTS = Counter("monitor_developments", "Developments created by this node.", registry=REGISTRY)
 SCHEDULER_RUNNING = Gauge(
@@ -46,8 +52,12 @@ READY_DB_TIMEOUT = 5.0
 MAX_REQUEST_BYTES = 8192
 
 
-def observe_poll(status: str, elapsed: float, new: int = 0, developments: int = 0) -> None:
+def observe_poll(
+    status: str, elapsed: float, new: int = 0, developments: int = 0, delay: float | None = None
+) -> None:
     POLLS.labels(status=status).inc()
+    if delay is not None and delay >= 0:
+        POLL_DELAY.observe(delay)
     if status not in ("skipped", "busy"):
         POLL_DURATION.observe(elapsed)
     if new:

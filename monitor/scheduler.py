@@ -115,6 +115,7 @@ async def poll_feed_job(feed_name: str) -> dict[str, Any]:
     if monitor is None or locks is None or monitor.stopping:
         return {"feed": feed_name, "status": "skipped"}
     slot, job_id = _current_slot()
+    delay = (datetime.now(UTC) - slot).total_seconds() if slot else None
     # A poll of this feed still running elsewhere (a slow server) may finish: then this slot runs.
     wait = min(_interval_of(monitor, feed_name), 60.0)
     try:
@@ -147,7 +148,7 @@ async def poll_feed_job(feed_name: str) -> dict[str, Any]:
         log.log(level, "polled feed", extra=fields)
     else:
         log.info("poll skipped", extra={**fields, "reason": report.error})
-    ops.observe_poll(report.status, report.elapsed, report.new, report.developments)
+    ops.observe_poll(report.status, report.elapsed, report.new, report.developments, delay)
     return {"feed": feed_name, "status": report.status, "new": report.new}
 
 

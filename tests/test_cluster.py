@@ -151,6 +151,17 @@ def _superseded_slots(nodes: list[Node]) -> set[tuple[str, datetime]]:
     }
 
 
+def _leased_schedules(db_url: str) -> list[str]:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(text("SELECT id FROM schedules WHERE acquired_by IS NOT NULL")).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
 def _db_checks(db_url: str, feeds: int, extra: dict[int, int], received: list[str]) -> dict[str, Any]:
     """Every item served is stored once; every matching item matched once; at least one development,
     each with exactly one delivery to the webhook channel; every delivery marked sent reached the
@@ -258,6 +269,7 @@ def test_three_nodes_start_together_on_empty_database_and_poll_every_slot_once(
         assert set(per_node) == {"node0", "node1", "node2"}
         assert min(per_node.values()) >= total * 0.1, f"work not spread: {per_node}"
         counts = _db_checks(pg_url, feeds, {n: 1 for n in range(0, feeds, 4)}, received)
+        assert _leased_schedules(pg_url) == [], "a stopped node kept schedule leases"
         assert counts["matches"] > 0
         assert len(received) == len(set(received)), "a webhook delivered twice"
         print(

@@ -79,6 +79,7 @@ def test_run_serves_health_readiness_and_metrics(tmp_path: Path) -> None:
     assert missing.status_code == 404
     assert post.status_code == 405
     assert _metric(metrics, "monitor_poll_duration_seconds_count") >= 1
+    assert _metric(metrics, "monitor_poll_delay_seconds_count") >= 1
     assert _metric(metrics, "monitor_items_stored_total") == 1  # one new item, stored once
     assert _metric(metrics, "monitor_database_items") == 1
     assert _metric(metrics, "monitor_database_developments") is not None
