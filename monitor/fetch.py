@@ -232,6 +232,16 @@ async def check_public_url(url: str) -> None:
         _check_address(url, str(info[4][0]))
 
 
+def _check_well_formed(url: str) -> None:
+    """Raise ``ValueError`` for a URL no request can be made to (bad IPv6 literal, port out of range,
+    no host): feed content and redirects carry such links, and the socket layer would otherwise fail
+    with errors that are not HTTP errors."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    parts.port  # noqa: B018 - raises ValueError for a port outside 0-65535
+
+
 def _check_peer(url: str, response: httpx.Response) -> None:
     """Second line against DNS rebinding: the address we actually connected to must be public too."""
     stream = response.extensions.get("network_stream")
@@ -283,9 +293,12 @@ class Fetcher:
         self, url: str, etag: str | None = None, last_modified: str | None = None
     ) -> FetchResult:
         headers = {"Accept": ACCEPT_FEEDS}
-        if etag:
+        # Validators are echoed as the server sent them; one that is not ASCII (a server sending
+        # UTF-8 in an ETag) cannot go into a request header: ask unconditionally instead of failing
+        # every poll of the feed from now on.
+        if etag and etag.isascii():
             headers["If-None-Match"] = etag
-        if last_modified:
+        if last_modified and last_modified.isascii():
             headers["If-Modified-Since"] = last_modified
         return await self.get(url, headers)
 
@@ -301,7 +314,10 @@ class Fetcher:
     ) -> FetchResult:
         """GET ``url`` following redirects by hand, within the configured limits."""
         assert self._client is not None, "use 'async with Fetcher(...)'"
-        host = urlsplit(url).hostname or ""
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:  # "http://[::1/x": reported below, where the request fails
+            host = ""
         result = FetchResult(url=url, final_url=url)
         started = time.perf_counter()
         async with self._global, self._per_host[host]:
@@ -329,6 +345,8 @@ class Fetcher:
                 result.error_kind, result.error = "connect", f"{type(exc).__name__}: {exc}"
             except httpx.HTTPError as exc:
                 result.error_kind, result.error = "http", f"{type(exc).__name__}: {exc}"
+            except (httpx.InvalidURL, ValueError, OverflowError) as exc:  # "http://[::1/", port 99999
+                result.error_kind, result.error = "invalid", f"invalid URL or header: {exc}"
         result.elapsed = time.perf_counter() - started
         return result
 
@@ -341,6 +359,7 @@ class Fetcher:
         for _hop in range(self.config.max_redirects + 1):
             if untrusted and not self.config.allow_private_addresses:
                 await check_public_url(current)
+            _check_well_formed(current)
             async with self._client.stream("GET", current, headers=headers) as response:
                 if untrusted and not self.config.allow_private_addresses:
                     _check_peer(current, response)

@@ -113,6 +113,14 @@ def test_redirect_to_a_non_http_scheme_is_refused(feed_server: FeedServer) -> No
     assert result.body is None
 
 
+@pytest.mark.parametrize("url", ["http://[::1/artikel", "http://127.0.0.1:99999/artikel"])
+def test_a_malformed_article_link_is_an_error_not_an_exception(url: str) -> None:
+    for article in (True, False):
+        result = fetch(url, article=article)
+        assert result.error_kind == "invalid", (article, result)
+        assert "invalid URL" in (result.error or "")
+
+
 # --- size caps and bombs -------------------------------------------------------------------------
 
 

@@ -396,3 +396,29 @@ def test_xml_attacks_through_the_whole_poll(tmp_path: Path, server: FeedServer) 
         with monitor.store.session() as session:
             title = session.scalars(select(Item.title)).one()
         assert "GEHEIMER" not in title and "AAAAAAAAAA" not in title and len(title) < 200_000
+
+
+def test_a_non_ascii_etag_does_not_break_later_polls(tmp_path: Path, server: FeedServer) -> None:
+    # Some servers put UTF-8 into ETag / Last-Modified. Echoing it back in If-None-Match cannot be
+    # encoded (HTTP headers are ASCII): the next poll must ask unconditionally, not crash.
+    body = FEED.encode()
+
+    def utf8_etag(req: Any) -> None:
+        head = (
+            b'HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nETag: "gr\xc3\xbc\xc3\x9fe"\r\n'
+            b"Last-Modified: Mo, 20 Okt 2025 \xc3\xbc\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        req.close_connection = True
+        req.wfile.write(head + body)
+
+    server.route("/feed.xml", utf8_etag)
+    config = config_for(tmp_path, server)
+    with running_monitor(config) as (monitor, portal):
+        first = poll(monitor, portal)
+        assert first.status == "ok" and first.new == 2
+        second = poll(monitor, portal)
+        assert second.status in ("ok", "unchanged") and second.error is None, second.error
+        assert second.new == 0 and item_ids(monitor) == {"a1", "a2"}
+    conditional = [r for r in server.requests_for("/feed.xml") if "If-None-Match" in r.headers]
+    assert conditional == []
