@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from monitor import parse_pool
+from monitor.fastparse import parse_feed_fast
 from monitor.parse import parse_feed
 from monitor.parse_pool import ParsePool, parse_document
 from tests.feeds import FakeEntry, rss
@@ -18,7 +19,8 @@ from tests.feeds import FakeEntry, rss
 FETCHED_AT = datetime(2025, 10, 22, 18, 0, tzinfo=UTC)
 
 
-def _feed(i: int, n: int = 20) -> bytes:
+def _feed(i: int, n: int = 20, slow: bool = True) -> bytes:
+    """A feed; ``slow`` ones carry a DOCTYPE, which the fast parser leaves to feedparser."""
     entries = [
         FakeEntry(
             guid=f"feed{i}-item{j}",
@@ -29,7 +31,8 @@ def _feed(i: int, n: int = 20) -> bytes:
         )
         for j in range(n)
     ]
-    return rss(entries, title=f"Zeitung {i}").encode("utf-8")
+    body = rss(entries, title=f"Zeitung {i}").encode("utf-8")
+    return body.replace(b"?>\n<rss", b"?>\n<!DOCTYPE rss>\n<rss", 1) if slow else body
 
 
 CTYPE = "application/rss+xml; charset=utf-8"
@@ -52,6 +55,26 @@ def _reference(bodies: list[bytes]) -> list:
         parse_feed(b, url=f"https://zeitung{i}.example/rss", fetched_at=FETCHED_AT, content_type=CTYPE)
         for i, b in enumerate(bodies)
     ]
+
+
+def test_slow_documents_and_fast_path() -> None:
+    slow, fast = _feed(1), _feed(1, slow=False)
+    assert b"<!DOCTYPE rss>" in slow
+    assert parse_feed_fast(slow, url="https://z.example/", fetched_at=FETCHED_AT, content_type=CTYPE) is None
+    assert (
+        parse_feed_fast(fast, url="https://z.example/", fetched_at=FETCHED_AT, content_type=CTYPE) is not None
+    )
+
+
+def test_fast_path_feeds_never_start_the_pool() -> None:
+    bodies = [_feed(i, slow=False) for i in range(12)]
+    pool = ParsePool(workers=2)
+    try:
+        assert anyio.run(_parse_all, pool, bodies) == _reference(bodies)
+        assert (pool.parsed_fast, pool.parsed_in_pool, pool.parsed_in_thread) == (12, 0, 0)
+        assert pool._executor is None
+    finally:
+        pool.close()
 
 
 def test_concurrent_parses_use_worker_processes_and_match_reference() -> None:
