@@ -79,6 +79,30 @@ def _matching(feeds: int, extra: dict[int, int]) -> int:
     return sum((n % 3 == 0) + bool(extra.get(n)) for n in range(feeds))
 
 
+def _cancelling(candidates: range) -> list[int]:
+    """Feeds among ``candidates`` whose later item reports the cancellation (two wordings)."""
+    return [n for n in candidates if n % 3 != 1]
+
+
+def _sanctioning(candidates: range) -> list[int]:
+    return [n for n in candidates if n % 3 == 1]
+
+
+def _wait_new_item_committed(nodes: list[Node], feeds: list[int], after: float) -> None:
+    """Until each feed has a committed poll after ``after`` that stored a new item."""
+
+    def done() -> bool:
+        seen = {
+            rec["feed"]
+            for node in nodes
+            for rec in node.polls()
+            if rec.get("new") and datetime.fromisoformat(rec["time"]).timestamp() > after
+        }
+        return all(f"feed{n}" in seen for n in feeds)
+
+    wait_until(done, 60, f"the new items of feeds {feeds}")
+
+
 class SlowFeeds:
     """Feeds that take a moment to answer, so polls are in flight when a node is killed."""
 
@@ -162,10 +186,12 @@ def _leased_schedules(db_url: str) -> list[str]:
         engine.dispose()
 
 
-def _db_checks(db_url: str, feeds: int, extra: dict[int, int], received: list[str]) -> dict[str, Any]:
-    """Every item served is stored once; every matching item matched once; at least one development,
-    each with exactly one delivery to the webhook channel; every delivery marked sent reached the
-    receiver (where the daemon runs the delivery worker)."""
+def _db_checks(
+    db_url: str, feeds: int, extra: dict[int, int], received: list[str], developments: list[list[int]]
+) -> dict[str, Any]:
+    """Every item served is stored once; every matching item matched once; exactly the expected
+    developments (each a group of feeds reporting one new fact: none lost, none doubled), each with
+    exactly one delivery to the webhook channel; every delivery marked sent reached the receiver."""
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -173,6 +199,12 @@ def _db_checks(db_url: str, feeds: int, extra: dict[int, int], received: list[st
             names = dict(conn.execute(text("SELECT id, name FROM feed_state")).all())
             matches = conn.execute(text("SELECT story_id, item_id FROM story_match")).all()
             devs = conn.execute(text("SELECT id FROM development")).scalars().all()
+            dev_feeds = conn.execute(
+                text(
+                    "SELECT s.development_id, f.name FROM development_source s"
+                    " JOIN item i ON i.id = s.item_id JOIN feed_state f ON f.id = i.feed_id"
+                )
+            ).all()
             deliveries = conn.execute(
                 text("SELECT development_id, channel, idempotency_key, status FROM delivery")
             ).all()
@@ -183,7 +215,12 @@ def _db_checks(db_url: str, feeds: int, extra: dict[int, int], received: list[st
     assert all(c == 1 for c in stored.values()), "an item stored twice"
     assert set(stored) == expected, f"missing {expected - set(stored)}, unexpected {set(stored) - expected}"
     assert len(matches) == len(set(matches)) == _matching(feeds, extra)
-    assert devs, "the new facts made no development"
+    groups: dict[int, set[str]] = {}
+    for dev_id, feed_name in dev_feeds:
+        groups.setdefault(dev_id, set()).add(feed_name)
+    expected_groups = sorted(sorted(f"feed{n}" for n in group) for group in developments)
+    assert sorted(sorted(g) for g in groups.values()) == expected_groups, "developments lost or doubled"
+    assert len(devs) == len(developments)
     dev_deliveries = Counter(d for d, *_rest in deliveries if d is not None)
     assert all(dev_deliveries[d] == 1 for d in devs), "a development without exactly one delivery"
     sent = {key for *_r, key, status in deliveries if status == "sent"}
@@ -220,7 +257,12 @@ def test_three_nodes_start_together_on_empty_database_and_poll_every_slot_once(
             )
             started = time.time()
             steady = datetime.fromtimestamp(started, UTC)
-            for n in range(0, feeds, 4):  # new items mid-run
+            # New facts mid-run: first the cancellation (four outlets), then the sanctions.
+            later = range(0, feeds, 4)
+            for n in _cancelling(later):
+                slow.set(n, 1)
+            _wait_new_item_committed(nodes, _cancelling(later), started)
+            for n in _sanctioning(later):
                 slow.set(n, 1)
             wait_until(
                 lambda: all(sum(t > started for t, _ in v) >= 10 for v in poll_times(nodes).values()),
@@ -268,7 +310,13 @@ def test_three_nodes_start_together_on_empty_database_and_poll_every_slot_once(
         total = sum(per_node.values())
         assert set(per_node) == {"node0", "node1", "node2"}
         assert min(per_node.values()) >= total * 0.1, f"work not spread: {per_node}"
-        counts = _db_checks(pg_url, feeds, {n: 1 for n in range(0, feeds, 4)}, received)
+        counts = _db_checks(
+            pg_url,
+            feeds,
+            {n: 1 for n in later},
+            received,
+            developments=[_cancelling(later), _sanctioning(later)],
+        )
         assert _leased_schedules(pg_url) == [], "a stopped node kept schedule leases"
         assert counts["matches"] > 0
         assert len(received) == len(set(received)), "a webhook delivered twice"
@@ -346,7 +394,8 @@ def test_sigkill_a_node_then_the_lease_holder_others_take_over_within_the_bound(
             in_flight_before = len(server.requests)
             victim.kill()
             killed_1 = time.time()
-            for n in range(0, feeds, 5):
+            first_fact = _cancelling(range(0, feeds, 5))
+            for n in first_fact:
                 slow.set(n, 1)
             wait_until(
                 lambda: all(any(t > killed_1 + 1 for t, _ in poll_times(nodes).get(f, [])) for f in names),
@@ -354,6 +403,7 @@ def test_sigkill_a_node_then_the_lease_holder_others_take_over_within_the_bound(
                 what="survivors to poll every feed after the first kill",
             )
             takeover_1 = _takeover(nodes, killed_1, names)
+            _wait_new_item_committed(nodes, first_fact, killed_1)
 
             # 2. SIGKILL the node that holds schedule leases (the APScheduler 4.0.0a6 stall).
             holder, held = _lease_holder(pg_url, nodes[:2], timeout=30)
@@ -362,7 +412,8 @@ def test_sigkill_a_node_then_the_lease_holder_others_take_over_within_the_bound(
             killed_2 = time.time()
             survivor = next(n for n in nodes[:2] if n is not holder)
             held_feeds = [s.removeprefix("poll:") for s in held if s.startswith("poll:")]
-            for n in range(1, feeds, 5):
+            second_fact = _sanctioning(range(1, feeds, 5))
+            for n in second_fact:
                 slow.set(n, 1)
             settled = killed_2 + RECOVERY_BOUND + 2 * INTERVAL  # observe past the stale leases
             wait_until(
@@ -388,8 +439,8 @@ def test_sigkill_a_node_then_the_lease_holder_others_take_over_within_the_bound(
         # Fetches beyond the committed polls: only those in flight on the two killed nodes.
         extra = sum(len(server.requests_for(f"/{f}.xml")) for f in names) - sum(slots.values())
         assert 0 <= extra <= 2 * 10, f"{extra} uncommitted fetches"
-        extra_items = {n: 1 for n in range(0, feeds, 5)} | {n: 1 for n in range(1, feeds, 5)}
-        counts = _db_checks(pg_url, feeds, extra_items, received)
+        extra_items = {n: 1 for n in first_fact + second_fact}
+        counts = _db_checks(pg_url, feeds, extra_items, received, developments=[first_fact, second_fact])
         assert in_flight_before > 0
         print(
             f"\ntakeover after SIGKILL of a node: {takeover_1:.1f}s; after SIGKILL of the lease holder "

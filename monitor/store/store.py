@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, exists, func, or_, select, update
+from sqlalchemy import Engine, delete, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -290,6 +290,15 @@ class PollTransaction:
         return withdrawn
 
     def known_developments(self, story_id: str) -> list[KnownDevelopment]:
+        """The story's developments so far. On PostgreSQL this first takes the story's lock until
+        this transaction ends: nodes diffing items of one story at once would each miss the other's
+        new development and create it twice (under different keys)."""
+        if self._store.engine.dialect.name == "postgresql":
+            from monitor.store.cluster import lock_key
+
+            self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("monitor.story", story_id)}
+            )
         return self._store._known_developments(self.session, story_id)
 
     def add_development(self, record: DevelopmentRecord, channels: Sequence[str]) -> tuple[int, bool]:
