@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import feedparser
+
+log = logging.getLogger(__name__)
 
 # Tracking parameters that make one article look like many.
 _TRACKING_PARAMS = re.compile(
@@ -237,6 +240,24 @@ def neutralise_dtd(body: bytes) -> tuple[bytes, str | None]:
     ), "removed a DOCTYPE internal subset / ENTITY declarations (never expanded, for safety)"
 
 
+# feedparser's own pattern for the encoding in the XML declaration; it decodes the value as UTF-8
+# and raises on anything else, so the value is cleaned first (see ``_clean_declared_encoding``).
+_FEEDPARSER_PI_ENCODING_RE = re.compile(rb"""^(<\?.*encoding=['"])(.*?)(['"].*\?>)""")
+
+
+def _clean_declared_encoding(body: bytes) -> tuple[bytes, str | None]:
+    """An encoding name in the XML declaration that is not ASCII (a mangled or hostile feed) would
+    crash feedparser (UnicodeDecodeError); drop the bad bytes and say so."""
+    m = _FEEDPARSER_PI_ENCODING_RE.match(body)
+    if m is None or m.group(2).isascii():
+        return body, None
+    cleaned = bytes(b for b in m.group(2) if b < 0x80)
+    return (
+        m.group(1) + cleaned + m.group(3) + body[m.end() :],
+        f"ignored non-ASCII bytes in the declared encoding {m.group(2)[:40]!r}",
+    )
+
+
 def parse_feed(
     body: bytes,
     *,
@@ -246,18 +267,27 @@ def parse_feed(
 ) -> ParsedFeed:
     """Parse feed bytes. Never raises on bad input: problems are reported in ``ParsedFeed``."""
     body, dtd_problem = neutralise_dtd(body)
+    body, encoding_problem = _clean_declared_encoding(body)
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
     # sanitize_html and resolve_relative_uris are off: we reduce everything to plain text anyway and
     # escape wherever text is rendered, and the two passes cost a large share of feedparser's time.
-    raw = feedparser.parse(
-        body,
-        response_headers=headers,
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
-    problems: list[str] = [dtd_problem] if dtd_problem else []
+    problems: list[str] = [p for p in (dtd_problem, encoding_problem) if p]
+    try:
+        raw = feedparser.parse(
+            body,
+            response_headers=headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # feedparser bugs on hostile bytes must not stop the poll
+        log.warning("feedparser failed", extra={"url": url, "error": f"{type(exc).__name__}: {exc}"})
+        return ParsedFeed(
+            entries=[],
+            problems=[*problems, f"not a feed (the parser failed: {type(exc).__name__}: {exc})"[:500]],
+            is_feed=False,
+        )
     feed_meta = raw.get("feed", {})
     if raw.get("bozo"):
         exc = raw.get("bozo_exception")

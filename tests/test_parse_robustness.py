@@ -3,6 +3,7 @@ empty feeds, duplicate guids, entries without links or dates, absurd dates; and 
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -220,3 +221,14 @@ def test_mangled_feeds_never_crash_the_parser(edits: list[tuple[int, int, bytes]
     parsed = parse(body)
     ids = [e.entry_id for e in parsed.entries]
     assert len(ids) == len(set(ids))  # entry ids are unique within one parse
+
+
+def test_a_non_ascii_declared_encoding_is_ignored_not_a_crash() -> None:
+    # feedparser decodes the declared encoding name as UTF-8 and raised UnicodeDecodeError on this
+    # (found by test_mangled_feeds_never_crash_the_parser).
+    body = rss([FakeEntry("g1", "Gipfel in Budapest", "Text")]).encode()
+    body = re.sub(rb'encoding="[^"]*"', b'encoding="utf-8\x80\xff"', body, count=1)
+    assert b"\x80" in body[:60]
+    parsed = parse(body)
+    assert [e.entry_id for e in parsed.entries] == ["g1"]
+    assert any("declared encoding" in p for p in parsed.problems)
