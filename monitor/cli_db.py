@@ -54,11 +54,15 @@ def upgrade_cmd(state: State, revision: str) -> None:
 @handle_errors
 def check_cmd(state: State, as_json: bool) -> None:
     """Report the schema revision and pending migrations; exit 1 when any are pending."""
-    from monitor.store.migrate import MigrationError, status
+    from monitor.store.migrate import MigrationError, differences, status
 
     engine = _engine(state)
     try:
         st = status(engine)
+        drift: list[str] = []
+        if st.up_to_date:  # at head: do the models still match? (a model change without a migration)
+            with engine.connect() as conn:
+                drift = [_describe(d) for d in differences(conn)]
     except MigrationError as exc:
         _fail(str(exc), EXIT_RUNTIME)
     finally:
@@ -71,12 +75,18 @@ def check_cmd(state: State, as_json: bool) -> None:
                 "head": st.head,
                 "pending": st.pending,
                 "legacy": st.legacy,
-                "up_to_date": st.up_to_date,
+                "up_to_date": st.up_to_date and not drift,
+                "drift": drift,
             }
         )
     else:
         where = redact(state.config.database)
-        if st.up_to_date:
+        if st.up_to_date and drift:
+            click.echo(
+                f"{where}: at revision {st.current}, but the models differ from it "
+                f"(a migration is missing): {'; '.join(drift)}"
+            )
+        elif st.up_to_date:
             click.echo(f"{where}: up to date (revision {st.current})")
         elif st.legacy:
             click.echo(
@@ -88,5 +98,21 @@ def check_cmd(state: State, as_json: bool) -> None:
                 f"{where}: at revision {st.current or 'none (empty database)'}, head is {st.head}; "
                 f"{len(st.pending)} pending: {', '.join(st.pending)}"
             )
-    if not st.up_to_date:
+    if not st.up_to_date or drift:
         raise SystemExit(EXIT_RUNTIME)
+
+
+def _describe(diff: Any) -> str:
+    """One alembic autogenerate difference as text, e.g. ``add_column feed_state.last_slot``."""
+    if isinstance(diff, list):  # column modifications come grouped
+        return ", ".join(_describe(d) for d in diff)
+    op = diff[0]
+    if op in ("add_column", "remove_column"):
+        return f"{op} {diff[2]}.{diff[3].name}"
+    if op in ("add_table", "remove_table"):
+        return f"{op} {diff[1].name}"
+    if op in ("add_index", "remove_index", "add_constraint", "remove_constraint"):
+        return f"{op} {getattr(diff[1], 'name', diff[1])}"
+    if op.startswith("modify_"):
+        return f"{op} {diff[2]}.{diff[3]}"
+    return str(op)

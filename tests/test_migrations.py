@@ -213,7 +213,16 @@ def test_db_check_and_upgrade_commands(project: Project) -> None:
         "pending": [],
         "legacy": False,
         "up_to_date": True,
+        "drift": [],
     }
+    # A model change without a migration: `db check` says so and exits 1.
+    eng = make_engine(f"sqlite:///{project.db_path}")
+    with eng.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE feed_state DROP COLUMN last_slot"))
+    eng.dispose()
+    drifted = project.cli("db", "check")
+    assert drifted.exit_code == 1
+    assert "a migration is missing" in drifted.stdout and "feed_state.last_slot" in drifted.stdout
 
 
 @INTERIM
