@@ -1,8 +1,10 @@
 """Mark the words of a novel sentence that the baseline does not contain. Pure.
 
 The diff stage owns novelty (which sentences are new); this only shows *why* a sentence reads as
-new: its words that appear nowhere in the baseline. When the diff stage can judge words (``monitor.diff.novel_words`` against its baseline model) its judgement is used,
-so the page highlights what the CLI and the alerts highlight.
+new: its words that appear nowhere in the baseline. When the diff stage can judge words
+(``monitor.diff.novel_words`` against its baseline model) its judgement is used. The one place
+that decides what is highlighted: the dashboard (``monitor.web``) and the alert emails
+(``monitor.alert.message``) both render these segments.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def _diff_baseline(baseline_text: str) -> object | None:
     try:
         from monitor import diff
 
-        return diff.build_baseline("web", baseline_text)
+        return diff.build_baseline("highlight", baseline_text)
     except Exception:  # the diff stage is optional here: fall back to the lemma lookup
         return None
 

@@ -179,7 +179,9 @@ def test_hostile_feed_text_cannot_alter_headers_or_inject_markup(project: Projec
     assert msg["Subject"].startswith("[budapest-summit] Gipfel Bcc: victim@example.net X-Evil: 1")
     plain, html = _parts(msg)
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<img" not in html and "&lt;img src=x" in html
+    # Escaped (highlighting may wrap single words of it in <mark>: look past those tags).
+    unmarked = html.replace("<mark>", "").replace("</mark>", "")
+    assert "<img" not in html and "&lt;img src=x" in unmarked
     assert "javascript:" not in html.replace("&quot;javascript:evil()&quot;", "")
     assert "<b>Quelle</b>" not in html and "&lt;b&gt;Quelle&lt;/b&gt;" in html
     assert 'href="javascript' not in html

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from monitor.web import highlight
+from monitor import highlight
 from monitor.web.chart import OTHER, build_chart, choose_bucket
 
 BERLIN = ZoneInfo("Europe/Berlin")

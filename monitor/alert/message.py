@@ -18,11 +18,10 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from monitor import text as textmod
+from monitor.highlight import highlight_segments
 
 EVENTS = ("development", "digest", "source_down", "source_back", "test")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
-_TOKEN_RE = re.compile(r"\w+(?:-\w+)*", re.UNICODE)
 
 
 class DeliveryError(Exception):
@@ -130,35 +129,10 @@ def safe_url(url: Any) -> str | None:
     return url if re.match(r"^https?://[^\s\"'<>]+$", url, re.IGNORECASE) else None
 
 
-@lru_cache(maxsize=32)
-def _vocabulary(baseline_text: str) -> frozenset[str]:
-    return frozenset(textmod.lemma(w) for w in textmod.words(baseline_text))
-
-
 def highlight(sentence: str, baseline_text: str) -> list[tuple[str, bool]]:
-    """Split a sentence into (text, is_new) segments: words whose lemma the baseline lacks are new.
-    Short words (< 4 letters) are never marked: they are mostly function words."""
-    vocab = _vocabulary(baseline_text) if baseline_text else frozenset()
-    out: list[tuple[str, bool]] = []
-    pos = 0
-    for m in _TOKEN_RE.finditer(sentence):
-        word = m.group(0)
-        folded = textmod.fold(word)
-        is_new = bool(vocab) and len(word) >= 4 and textmod.lemma(folded) not in vocab and folded not in vocab
-        if m.start() > pos:
-            out.append((sentence[pos : m.start()], False))
-        out.append((word, is_new))
-        pos = m.end()
-    if pos < len(sentence):
-        out.append((sentence[pos:], False))
-    # Merge neighbours with the same flag (fewer <mark> tags).
-    merged: list[tuple[str, bool]] = []
-    for seg, flag in out:
-        if merged and merged[-1][1] == flag:
-            merged[-1] = (merged[-1][0] + seg, flag)
-        else:
-            merged.append((seg, flag))
-    return merged
+    """(text, is_new) segments of a novel sentence: the words the baseline lacks are new. The same
+    judgement as the dashboard's (``monitor.highlight``)."""
+    return [(seg.text, seg.new) for seg in highlight_segments(sentence, baseline_text)]
 
 
 # --- payloads --------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.config import Config
+from monitor.highlight import highlight_segments
 from monitor.store import Store
 from monitor.web import chart as chartlib
 from monitor.web import export, views
-from monitor.web.highlight import highlight_segments
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "monitor_token"
