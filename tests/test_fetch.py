@@ -270,3 +270,18 @@ def test_article_links_to_private_addresses_when_allowed(feed_server: FeedServer
 
 def test_check_public_url_accepts_public_literal_addresses() -> None:
     anyio.run(check_public_url, "https://93.184.216.34/artikel")  # no DNS needed for a literal
+
+
+def test_retry_after_forms() -> None:
+    # One parser for feeds and webhook receivers (monitor.alert.webhook uses it too).
+    from monitor.alert import webhook
+    from monitor.fetch import parse_retry_after
+
+    assert webhook.parse_retry_after is parse_retry_after
+    now = 4102444800.0  # 2100-01-01T00:00:00Z
+    assert parse_retry_after(" 120 ", now) == 120.0
+    assert parse_retry_after("Fri, 01 Jan 2100 00:02:00 GMT", now) == 120.0
+    assert parse_retry_after("Fri, 01 Jan 2100 00:02:00 -0000", now) == 120.0  # "-0000": still UTC
+    assert parse_retry_after("Thu, 31 Dec 2099 23:00:00 GMT", now) == 0.0  # in the past: now
+    for bad in (None, "", "soon", "-5", "1.5e3"):
+        assert parse_retry_after(bad, now) is None, bad

@@ -14,14 +14,13 @@ import hmac
 import json
 import os
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from monitor.alert.message import AlertMessage, DeliveryError, Renderer, SendResult, payload, safe_url
 from monitor.config import WebhookConfig
-from monitor.store.models import utcnow
+from monitor.fetch import parse_retry_after  # the same header, the same rules as for feeds
 
 # 4xx answers that a retry of the same body cannot fix. Others (401/403/404 during a receiver's
 # redeploy, 408, 409, 425, 429) are retried until the attempt budget runs out.
@@ -43,22 +42,6 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{msg_id}.{timestamp}.".encode() + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - utcnow()).total_seconds())
 
 
 def _mrkdwn(text: str) -> str:
