@@ -29,12 +29,10 @@ from monitor.store.models import (
     Delivery,
     DeliveryAttempt,
     Development,
-    DevelopmentSource,
     FeedState,
-    Item,
     utcnow,
 )
-from monitor.store.store import Store, _insert_for
+from monitor.store.store import Store, _insert_for, development_dicts
 
 FINAL_STATES = ("sent", "dead", "digested", "skipped")
 
@@ -314,37 +312,7 @@ class Outbox:
             return {}
         with self.store.session() as session:
             devs = list(session.scalars(select(Development).where(Development.id.in_(ids))))
-            sources: dict[int, list[dict[str, Any]]] = {d.id or 0: [] for d in devs}
-            rows = session.execute(
-                select(DevelopmentSource, Item, FeedState.name)
-                .join(Item, Item.id == DevelopmentSource.item_id)
-                .join(FeedState, FeedState.id == Item.feed_id)
-                .where(DevelopmentSource.development_id.in_(ids))
-                .order_by(Item.published, Item.id)
-            )
-            for src, item, feed_name in rows:
-                sources[src.development_id].append(
-                    {
-                        "url": item.url,
-                        "feed": feed_name,
-                        "title": item.title,
-                        "published": item.published,
-                        "sentences": list(src.sentences),
-                    }
-                )
-            return {
-                d.id or 0: {
-                    "id": d.id,
-                    "story": d.story_id,
-                    "key": d.key,
-                    "title": d.title,
-                    "first_seen": d.first_seen,
-                    "score": d.score,
-                    "novel": list(d.novel),
-                    "sources": sources.get(d.id or 0, []),
-                }
-                for d in devs
-            }
+            return {d["id"] or 0: d for d in development_dicts(session, devs)}
 
     def feed_name(self, feed_id: int | None) -> tuple[str | None, str | None]:
         if feed_id is None:

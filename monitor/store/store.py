@@ -534,42 +534,7 @@ class Store:
             stmt = select(Development).where(_has_sources()).order_by(Development.first_seen, Development.id)
             if story_id:
                 stmt = stmt.where(Development.story_id == story_id)
-            devs = list(session.scalars(stmt))
-            sources: dict[int, list[dict[str, Any]]] = {d.id or 0: [] for d in devs}
-            if devs:
-                rows = session.execute(
-                    select(DevelopmentSource, Item, FeedState.name)
-                    .join(Item, Item.id == DevelopmentSource.item_id)
-                    .join(FeedState, FeedState.id == Item.feed_id)
-                    .where(DevelopmentSource.development_id.in_(list(sources)))
-                    .order_by(Item.published, Item.id)
-                )
-                for src, item, feed_name in rows:
-                    sources[src.development_id].append(
-                        {
-                            "url": item.url,
-                            "feed": feed_name,
-                            "title": item.title,
-                            "published": item.published,
-                            "sentences": list(src.sentences),
-                        }
-                    )
-            return [
-                {
-                    "id": d.id,
-                    "story": d.story_id,
-                    "key": d.key,
-                    "title": d.title,
-                    "first_seen": d.first_seen,
-                    "updated_at": d.updated_at,
-                    "score": d.score,
-                    "novel": list(d.novel),
-                    "terms": list(d.terms),
-                    "update_of": d.update_of,
-                    "sources": sources.get(d.id or 0, []),
-                }
-                for d in devs
-            ]
+            return development_dicts(session, list(session.scalars(stmt)))
 
     def item_counts(self) -> dict[int, int]:
         with self.session() as session:
@@ -655,3 +620,43 @@ def _as_utc(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def development_dicts(session: Session, devs: list[Development]) -> list[dict[str, Any]]:
+    """Developments with their sources (oldest source first), in the shape of ``monitor
+    developments --json``. The one query for it: the CLI, the web desk and the alert outbox use it."""
+    sources: dict[int, list[dict[str, Any]]] = {d.id or 0: [] for d in devs}
+    if devs:
+        rows = session.execute(
+            select(DevelopmentSource, Item, FeedState.name)
+            .join(Item, Item.id == DevelopmentSource.item_id)
+            .join(FeedState, FeedState.id == Item.feed_id)
+            .where(DevelopmentSource.development_id.in_(list(sources)))
+            .order_by(Item.published, Item.id)
+        )
+        for src, item, feed_name in rows:
+            sources[src.development_id].append(
+                {
+                    "url": item.url,
+                    "feed": feed_name,
+                    "title": item.title,
+                    "published": item.published,
+                    "sentences": list(src.sentences),
+                }
+            )
+    return [
+        {
+            "id": d.id,
+            "story": d.story_id,
+            "key": d.key,
+            "title": d.title,
+            "first_seen": d.first_seen,
+            "updated_at": d.updated_at,
+            "score": d.score,
+            "novel": list(d.novel),
+            "terms": list(d.terms),
+            "update_of": d.update_of,
+            "sources": sources.get(d.id or 0, []),
+        }
+        for d in devs
+    ]
