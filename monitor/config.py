@@ -510,8 +510,20 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, node)) from None
+        raise ConfigError(format_validation_error(exc, source, node, _env_override_paths(env))) from None
     return _resolve_database_url(config)
+
+
+def _env_override_paths(env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Key paths set from the environment (see ``apply_env_overrides``) -> the variable's name, so an
+    error in such a value names the variable, not a line of the file."""
+    paths = {("database",): "MONITOR_DATABASE_URL"} if env.get("MONITOR_DATABASE_URL") else {}
+    for key in env:
+        if key.startswith(ENV_PREFIX) and "__" in key:
+            path = tuple(p.lower() for p in key[len(ENV_PREFIX) :].split("__"))
+            if len(path) >= 2 and all(path):
+                paths[path] = key
+    return paths
 
 
 def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str], source: str) -> dict[str, Any]:
@@ -588,7 +600,12 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def format_validation_error(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
+def format_validation_error(
+    exc: ValidationError,
+    source: str,
+    node: yaml.Node | None,
+    env_paths: Mapping[tuple[str, ...], str] | None = None,
+) -> str:
     lines = []
     for err in exc.errors():
         # Drop pydantic's internal union/function tags from the path; keep only keys and indexes.
@@ -605,7 +622,11 @@ def format_validation_error(exc: ValidationError, source: str, node: yaml.Node |
             path = m.group(1)
             msg = m.group(2)
             loc = tuple(int(x) if x.isdigit() else x for x in re.findall(r"[a-z_]+|\d+", path))
-        line = _line_of(node, loc)
-        where = f" (line {line})" if line else ""
+        env_key = next(
+            (name for path, name in (env_paths or {}).items() if tuple(map(str, loc[: len(path)])) == path),
+            None,
+        )
+        line = None if env_key else _line_of(node, loc)
+        where = f" (line {line})" if line else f" (from environment {env_key})" if env_key else ""
         lines.append(f"{source}: {format_loc(loc)}{where}: {msg}")
     return "\n".join(lines)

@@ -84,8 +84,20 @@ def test_defaults_env_overrides_and_relative_sqlite_path(tmp_path: Path) -> None
     assert config.database == "postgresql+psycopg://u@h/db"
     assert config.fetch.concurrency == 3
 
-    with pytest.raises(ConfigError, match=r"fetch.concurrency: Input should be a valid integer"):
+    # A bad value from the environment names the variable, not a line of the file (even where the
+    # file sets the same key).
+    env_error = (
+        r"fetch.concurrency \(from environment MONITOR_FETCH__CONCURRENCY\): Input should be a valid integer"
+    )
+    with pytest.raises(ConfigError, match=env_error):
         load_config(path, env={"MONITOR_FETCH__CONCURRENCY": "viele"})
+    path.write_text("fetch:\n  concurrency: 4\nfeeds: []\n")
+    with pytest.raises(ConfigError, match=env_error) as info:
+        load_config(path, env={"MONITOR_FETCH__CONCURRENCY": "viele"})
+    assert "line" not in str(info.value)
+    path.write_text("fetch:\n  concurrency: viele\nfeeds: []\n")  # the file's own error keeps its line
+    with pytest.raises(ConfigError, match=r"fetch.concurrency \(line 2\): Input should be a valid integer"):
+        load_config(path, env={"MONITOR_FETCH__TIMEOUT": "10s"})
 
 
 def test_config_path_from_env(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
