@@ -566,7 +566,8 @@ def _resolve_database_url(config: Config) -> Config:
             resolved = (config.base_dir / rel).resolve()
             return config.model_copy(update={"database": f"sqlite:///{resolved}"})
     if not re.match(r"^[a-z][a-z0-9+]*://", url):
-        raise ConfigError(f"{config.source}: database: {url!r} is not an SQLAlchemy URL")
+        shown = re.sub(r":[^/@:]*@", ":***@", url)  # never print a password
+        raise ConfigError(f"{config.source}: database: {shown!r} is not an SQLAlchemy URL")
     return config
 
 

@@ -150,3 +150,14 @@ def test_parse_config_accepts_alerts_shape() -> None:
     )
     assert config.alerts.email is not None and config.alerts.email.to == ["a@example.org"]
     assert config.alerts.webhooks[0].url == "https://hooks.example/x"
+
+
+def test_a_bad_database_url_is_reported_without_its_password(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("database: 'postgresql+psycopg//monitor:Geheim-4711@db.example/monitor'\n")
+    with pytest.raises(ConfigError, match="is not an SQLAlchemy URL") as info:
+        load_config(path, env={})
+    assert "Geheim-4711" not in str(info.value) and "monitor:***@db.example" in str(info.value)
+    with pytest.raises(ConfigError) as info:  # the same value from the environment
+        load_config(path, env={"MONITOR_DATABASE_URL": "postgres:/u:Geheim-4711@h/db"})
+    assert "Geheim-4711" not in str(info.value)
