@@ -334,7 +334,8 @@ def _lease_holder(db_url: str, candidates: list[Node], timeout: float) -> tuple[
     by_id = {n.node_id: n for n in candidates}
     deadline = time.monotonic() + timeout
     query = text(
-        "SELECT acquired_by, id FROM schedules WHERE acquired_by IS NOT NULL AND acquired_until > now()"
+        "SELECT acquired_by, id FROM schedules"
+        " WHERE acquired_by IS NOT NULL AND acquired_until > now() AND id LIKE 'poll:%'"
     )
     try:
         with engine.connect() as conn:

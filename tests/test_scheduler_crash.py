@@ -61,7 +61,7 @@ def _freeze_lease_holder(db: Path, node: Node, timeout: float = 30) -> list[str]
     deadline = time.monotonic() + timeout
     conn = sqlite3.connect(db, timeout=30)
     try:
-        query = "SELECT id FROM schedules WHERE acquired_by = ?"
+        query = "SELECT id FROM schedules WHERE acquired_by = ? AND id LIKE 'poll:%'"
         while time.monotonic() < deadline:
             if conn.execute(query, (node.node_id,)).fetchall():
                 node.proc.send_signal(signal.SIGSTOP)
