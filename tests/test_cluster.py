@@ -2,7 +2,7 @@
 PostgreSQL on 127.0.0.1:5432, feeds on a loopback server). Polls are counted from the nodes' JSON
 logs ("polled feed" is logged after the poll committed, with its slot) and the server's request log.
 
-Durations on a 2-core machine: see the README's deployment section (about 35 s and 45 s).
+Durations on a 2-core machine: about 30 s and 45 s (see the README's deployment section).
 """
 
 from __future__ import annotations
