@@ -2,7 +2,7 @@
 
 A deliberately small HTTP/1.1 server on anyio (one request per connection, GET/HEAD only), bound
 to 127.0.0.1 by default (config ``ops: {enabled, listen, port}``); it has no dependency on the web
-dashboard. Counters describe this node; gauges read from the database at scrape time describe the
+dashboard, and ``OpsServer.asgi()`` offers the same endpoints as an ASGI app to mount elsewhere. Counters describe this node; gauges read from the database at scrape time describe the
 whole cluster (items, developments, deliveries by status, queue depth, feed error streaks).
 """
 
@@ -135,21 +135,32 @@ class OpsServer:
         self.listen = listen
         self.port = port
         self._collector = DatabaseCollector(state.store)
+        self._active = False
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         listener = await anyio.create_tcp_listener(local_host=self.listen, local_port=self.port)
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        REGISTRY.register(self._collector)
-        NODE_INFO.labels(node=self.state.node_id).set(1)
-        self.state.started = time.time()
+        self._activate()
         log.info("ops endpoint listening", extra={"listen": self.listen, "port": self.port})
         task_status.started(self.port)
         try:
             async with listener:
                 await listener.serve(self._handle)
         finally:
+            self._deactivate()
+
+    def _activate(self) -> None:
+        if not self._active:
+            REGISTRY.register(self._collector)
+            NODE_INFO.labels(node=self.state.node_id).set(1)
+            self.state.started = time.time()
+            self._active = True
+
+    def _deactivate(self) -> None:
+        if self._active:
             REGISTRY.unregister(self._collector)
             NODE_INFO.remove(self.state.node_id)
+            self._active = False
 
     async def _handle(self, stream: SocketStream) -> None:
         async with stream:
@@ -167,6 +178,25 @@ class OpsServer:
                     await stream.send(head.encode("ascii") + (b"" if method == "HEAD" else body))
             except (TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream, OSError):
                 return
+
+    def asgi(self) -> Any:
+        """The same endpoints as an ASGI app, to mount in another server (e.g. the web desk)."""
+        self._activate()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            status, ctype, body = await self._route(scope["method"], scope["path"])
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": int(status.split()[0]),
+                    "headers": [(b"content-type", ctype.encode()), (b"cache-control", b"no-store")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+        return app
 
     async def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
         text = "text/plain; charset=utf-8"

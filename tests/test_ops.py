@@ -119,3 +119,24 @@ def test_readyz_is_503_when_the_scheduler_stopped_and_the_database_is_unreachabl
     assert metrics.status_code == 200  # a scrape never fails because the database is down
     assert _metric(metrics.text, "monitor_database_up") == 0
     assert _metric(metrics.text, "monitor_scheduler_running") == 0
+
+
+def test_the_endpoints_mount_as_an_asgi_app(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    store.create_schema()
+    server = OpsServer(OpsState(store, lambda: True, "asgi-node"))
+    app = server.asgi()
+
+    async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops") as client:
+            return await client.get("/readyz"), await client.get("/metrics"), await client.get("/x")
+
+    try:
+        ready, metrics, missing = anyio.run(main)
+    finally:
+        server._deactivate()
+        store.close()
+    assert (ready.status_code, ready.text) == (200, "ready\n")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert _metric(metrics.text, "monitor_database_up") == 1
+    assert missing.status_code == 404
