@@ -394,6 +394,16 @@ def report(res: dict) -> str:
                     f"| {p} | {fmt(x['wall_s'])} ({', '.join(fmt(w) for w in x['wall_all'] or [])}) | "
                     f"{fmt(x['cpu_s'])} | {fmt(x['max_rss_mb'], 0)} | {x['n304']}/{x['requests']} |"
                 )
+    ours = next((r for r in res.get("peers", []) if r["peer"] == "monitor"), None)
+    five = (res.get("stories") or [None])[0]
+    if ours and five:
+        L += [
+            "",
+            "5 stories against 1 story (wall time ratio; target ≤ 1.20): "
+            + ", ".join(
+                f"{p} {ratio(five[p]['wall_s'], ours[p]['wall_s'])}" for p in ("cold", "warm", "incr")
+            ),
+        ]
     d = res.get("daemon")
     if d and d.get("samples"):
         s = d["samples"]
@@ -425,7 +435,13 @@ def main() -> int:
     ap.add_argument("--daemon-polls", type=int, default=20)
     ap.add_argument("--daemon-timeout", type=float, default=900)
     ap.add_argument("--conditions", default="", help="free text noted in the report (e.g. machine load)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args()
+    if args.report_only:
+        res = json.loads((OUT / "results.json").read_text())
+        (OUT / "results.md").write_text(report(res))
+        print(report(res))
+        return 0
     OUT.mkdir(exist_ok=True)
     ensure_peerbench()
     only = set(args.only.split(","))
