@@ -17,7 +17,6 @@ from sqlalchemy import inspect
 from monitor.store import Store, make_engine
 from monitor.store.migrate import (
     APSCHEDULER_TABLES,
-    MIGRATIONS_ACTIVE,
     differences,
     head_revision,
     revisions,
@@ -158,13 +157,6 @@ def test_concurrent_upgrades_are_serialised(db_url: str) -> None:
     assert sorted(map(len, results)) == [0, 0, 0, len(revisions())]
 
 
-INTERIM = pytest.mark.skipif(
-    not MIGRATIONS_ACTIVE,
-    reason="interim: Store.create_schema still uses create_all (switched on later today)",
-)
-
-
-@INTERIM
 def test_a_database_created_before_migrations_is_adopted(tmp_path: Path) -> None:
     from sqlmodel import SQLModel
 
@@ -225,7 +217,6 @@ def test_db_check_and_upgrade_commands(project: Project) -> None:
     assert "a migration is missing" in drifted.stdout and "feed_state.last_slot" in drifted.stdout
 
 
-@INTERIM
 def test_a_legacy_database_halfway_between_revisions_is_completed(tmp_path: Path) -> None:
     """Made by create_all while the models had some of the later columns: adopted at the first
     revision, the later ones add only what is missing."""
@@ -253,7 +244,6 @@ def test_a_legacy_database_halfway_between_revisions_is_completed(tmp_path: Path
     eng.dispose()
 
 
-@INTERIM
 def test_commands_that_open_the_database_migrate_it(project: Project) -> None:
     project.write({"feeds": []})
     result = project.cli("items", "--json")

@@ -34,8 +34,6 @@ APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "me
 # pg_advisory_lock key shared by migrations and APScheduler's table creation ("story-monitor schema").
 SCHEMA_LOCK_KEY = 0x53_4D_5343_4845_4D41 & 0x7FFF_FFFF_FFFF_FFFF
 LEGACY_MARKER_TABLE = "feed_state"  # a database made by create_all before migrations existed
-# Interim switch while the models are still moving: create_all under the lock instead of upgrade.
-MIGRATIONS_ACTIVE = False
 
 
 class MigrationError(Exception):
@@ -234,12 +232,4 @@ def import_models() -> None:
 
 def prepare_schema(engine: Engine) -> None:
     """What ``Store.create_schema`` does: apply pending migrations under the schema lock."""
-    if not MIGRATIONS_ACTIVE:
-        from sqlmodel import SQLModel
-
-        import_models()
-        with schema_lock(engine) as conn:
-            SQLModel.metadata.create_all(conn)
-            conn.commit()
-        return
     upgrade(engine)
