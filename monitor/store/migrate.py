@@ -192,14 +192,36 @@ def upgrade(engine: Engine, revision: str = "head") -> list[str]:
 
 
 def _adopt_legacy(conn: Connection) -> str:
-    """A database created by ``create_all`` before migrations existed: stamp it with the revision
-    it matches (head when nothing differs, else the first one) so the upgrade continues from there."""
+    """A database created by ``create_all`` before migrations existed (possibly from older models):
+    add what the models have and it lacks (tables, indexes, columns; nothing is dropped or changed),
+    then stamp it with the head revision."""
     from alembic import command
+    from alembic.autogenerate import produce_migrations
+    from alembic.operations import Operations
+    from alembic.operations import ops as alembic_ops
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
 
-    order = revisions()
-    target = order[-1] if not differences(conn) else order[0]
+    import_models()
+    ctx = MigrationContext.configure(conn, opts={"include_object": include_object})
+    script = produce_migrations(ctx, SQLModel.metadata)
+    operations = Operations(ctx)
+    additive = (alembic_ops.CreateTableOp, alembic_ops.CreateIndexOp, alembic_ops.AddColumnOp)
+    added = []
+
+    def apply(op_list: list[Any]) -> None:
+        for op in op_list:
+            if isinstance(op, alembic_ops.ModifyTableOps):
+                apply(op.ops)
+            elif isinstance(op, additive):
+                operations.invoke(op)
+                added.append(type(op).__name__)
+
+    apply(script.upgrade_ops.ops)
+    target = revisions()[-1]
     log.warning(
-        "database has no migration history; adopting it", extra={"stamped": target, "tables": "existing"}
+        "database has no migration history; adopting it",
+        extra={"stamped": target, "added": ", ".join(added) or "nothing"},
     )
     command.stamp(alembic_config(conn), target)
     conn.commit()
