@@ -23,8 +23,8 @@ def _columns(table: str) -> set[str]:
 
 
 def upgrade() -> None:
-    # Only what is missing: a database made by create_all before migrations existed is stamped 0001
-    # when adopted and may already have some of these columns.
+    # Only what is missing: development databases made by create_all while these columns were being
+    # added may have them already.
     have = _columns("feed_state")
     with op.batch_alter_table("feed_state", schema=None) as batch_op:
         if "feed_ttl" not in have:
