@@ -94,9 +94,9 @@ def words(text: str) -> list[str]:
 @lru_cache(maxsize=200_000)
 def lemma(word: str) -> str:
     """German lemma of one word (simplemma), folded: 'Gipfels' -> 'gipfel', 'Treffens' -> 'treffen'."""
-    import simplemma
+    from monitor import lexicon
 
-    return fold(simplemma.lemmatize(word, lang="de"))
+    return fold(lexicon.lemmatize(word))
 
 
 def sentences(text: str) -> list[str]:
@@ -145,10 +145,10 @@ def inflections(words: Iterable[str]) -> dict[str, frozenset[str]]:
     """For each word, the folded surface forms that simplemma's German dictionary lemmatises to the
     same lemma, in either case ('Treffen' -> treffen, treffens, trifft, traf, getroffen, ...).
 
-    One pass over the dictionary (about 0.1 s) serves any number of words; results are cached.
-    A word the dictionary does not know (most names) maps to itself only.
+    A look-up in the dictionary's reverse index (monitor.lexicon) serves any number of words;
+    results are cached. A word the dictionary does not know (most names) maps to itself only.
     """
-    import simplemma
+    from monitor import lexicon
 
     words = list(words)
     missing = {w for w in words if w not in _INFLECTION_CACHE}
@@ -156,37 +156,19 @@ def inflections(words: Iterable[str]) -> dict[str, frozenset[str]]:
         missing |= {w for w in _PENDING if w not in _INFLECTION_CACHE}
         _PENDING.clear()
     if missing:
-        raw_lemma = {w: simplemma.lemmatize(w, lang="de") for w in missing}
+        raw_lemma = {w: lexicon.lemmatize(w) for w in missing}
+        variants = {
+            lem: {lem, lem.lower(), lem[:1].upper() + lem[1:]} for lem in set(raw_lemma.values())
+        }
+        found = lexicon.forms_of(v for vs in variants.values() for v in vs)
         by_lemma: dict[str, set[str]] = {fold(lem): set() for lem in raw_lemma.values()}
-        wanted: dict[bytes, set[str]] = {}
-        for lem in raw_lemma.values():
+        for lem, vs in variants.items():
             forms = by_lemma[fold(lem)]
-            for variant in {lem, lem.lower(), lem[:1].upper() + lem[1:]}:
-                wanted[variant.encode("utf-8")] = forms
-        get = wanted.get
-        for form, lem_bytes in _dictionary_pairs():
-            forms = get(lem_bytes)
-            if forms is not None:
-                forms.add(fold(form.decode("utf-8", "replace")))
+            for variant in vs:
+                forms.update(fold(f.decode("utf-8", "replace")) for f in found[variant.encode("utf-8")])
         for w in missing:
             _INFLECTION_CACHE[w] = frozenset(by_lemma[fold(raw_lemma[w])] | {fold(w)})
     return {w: _INFLECTION_CACHE[w] for w in words}
-
-
-def _dictionary_pairs() -> Iterable[tuple[bytes, bytes]]:
-    """(surface form, lemma) pairs of simplemma's German dictionary, UTF-8 encoded."""
-    # The factory simplemma.lemmatize itself uses: the dictionary is loaded once per process.
-    try:
-        from simplemma.strategies.default import DEFAULT_DICTIONARY_FACTORY as factory
-    except ImportError:  # older simplemma: a private factory (loads the dictionary a second time)
-        from simplemma.strategies.dictionaries import DefaultDictionaryFactory
-
-        factory = DefaultDictionaryFactory()
-    dictionary = factory.get_dictionary("de")
-    raw = getattr(dictionary, "_dict", None)  # bytes -> bytes: 10x faster than the decoding view
-    if isinstance(raw, dict) and all(isinstance(x, bytes) for x in next(iter(raw.items()), (b"", b""))):
-        return raw.items()
-    return ((form.encode("utf-8"), lem.encode("utf-8")) for form, lem in dictionary.items())
 
 
 # Function words and news boilerplate that carry no story signal in a similarity vector.

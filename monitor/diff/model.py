@@ -392,7 +392,7 @@ def compound_parts(term: str) -> tuple[str, ...]:
     ('gipfeltreffen' -> ('gipfel', 'treffen')), linking -s- allowed. Empty when none is found."""
     if len(term) < 10 or not term.isalpha():
         return ()
-    import simplemma
+    from monitor import lexicon
 
     def known(word: str) -> str | None:
         # Terms are folded ('gespraech'): try the word with its umlauts back as well.
@@ -407,7 +407,7 @@ def compound_parts(term: str) -> tuple[str, ...]:
             if h and known(h):
                 tail_word = known(tail)
                 if tail_word:
-                    return (fold(h), fold(simplemma.lemmatize(tail_word, lang="de")))
+                    return (fold(h), fold(lexicon.lemmatize(tail_word)))
     return ()
 
 
@@ -461,17 +461,17 @@ class Sentence:
 @lru_cache(maxsize=200_000)
 def _is_known(word: str) -> bool:
     """simplemma's dictionary look-up, cached (it decodes dictionary records on every call)."""
-    import simplemma
+    from monitor import lexicon
 
-    return bool(simplemma.is_known(word, lang="de"))
+    return lexicon.is_known(word)
 
 
 @lru_cache(maxsize=100_000)
 def _lemma_is_noun(token: str) -> bool:
     """For the first word of a sentence (capitalised anyway): is its dictionary form a noun?"""
-    import simplemma
+    from monitor import lexicon
 
-    return simplemma.lemmatize(token, lang="de")[:1].isupper()
+    return lexicon.lemmatize(token)[:1].isupper()
 
 
 @lru_cache(maxsize=100_000)
