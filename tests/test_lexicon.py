@@ -10,12 +10,39 @@ import simplemma
 
 from monitor import lexicon, text
 
-WORDS = (
-    "Gipfels Treffens Treffen trifft traf Selenskyj Selenski Budapest-Gipfel Tomahawk-Raketen "
-    "Friedensverhandlungen Außenminister Waffenstillstandsabkommen Gipfeltreffen liefen Häuser "
-    "Kanzlerin Präsidenten sagte Gesprächen Raketen Ukraine-Krieg ÖSTERREICH über Straße 2025 "
-    "Orbán x Zelenskys Verhandlungsrunde Bürgermeisterwahl unbekanntesWortxyz"
-).split()
+WORDS = [
+    "Gipfels",
+    "Treffens",
+    "Treffen",
+    "trifft",
+    "traf",
+    "Selenskyj",
+    "Selenski",
+    "Budapest-Gipfel",
+    "Tomahawk-Raketen",
+    "Friedensverhandlungen",
+    "Außenminister",
+    "Waffenstillstandsabkommen",
+    "Gipfeltreffen",
+    "liefen",
+    "Häuser",
+    "Kanzlerin",
+    "Präsidenten",
+    "sagte",
+    "Gesprächen",
+    "Raketen",
+    "Ukraine-Krieg",
+    "ÖSTERREICH",
+    "über",
+    "Straße",
+    "2025",
+    "Orbán",
+    "x",
+    "Zelenskys",
+    "Verhandlungsrunde",
+    "Bürgermeisterwahl",
+    "unbekanntesWortxyz",
+]
 
 
 def test_lemmatize_and_is_known_equal_simplemma() -> None:
