@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -28,7 +29,8 @@ from monitor.http_pool import ShardedTransport
 from monitor.match import MatchResult, StoryMatcher, compile_story
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.parse_pool import ParsePool
-from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, is_sqlite
+from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, StoreError, is_sqlite
+from monitor.store.models import FeedState
 from monitor.store.pending import changed_entry_ids
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,18 @@ class PollSummary:
         return sum(getattr(r, attr) for r in self.reports)
 
 
+# FeedState's columns, for the copy a not-modified poll computes its health update on.
+_STATE_FIELDS = tuple(FeedState.model_fields)
+
+
+@dataclass(slots=True)
+class _PendingWrite:
+    row: dict[str, Any]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    written: bool = False
+    error: BaseException | None = None
+
+
 def _diff_text(entry_id: str, text: str, fulltexts: dict[str, FullText] | None) -> str:
     """The text the diff stage sees: the extracted article when there is one, else the feed's."""
     fulltext = (fulltexts or {}).get(entry_id)
@@ -91,6 +105,8 @@ class Monitor:
         self.stopping = False
         self.parse_pool = ParsePool()
         self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
+        self._not_modified_queue: list[_PendingWrite] = []
+        self._not_modified_flushing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -233,10 +249,79 @@ class Monitor:
                 parsed = await self.parse_pool.parse(
                     result.body, result.final_url, datetime.now(UTC), result.content_type
                 )
+        if parsed is None:
+            report = await self._write_not_modified(state, result, body_hash, slot)
+            if report is not None:
+                return report
         fulltexts = await self._fetch_fulltexts(name, parsed)
         return await anyio.to_thread.run_sync(
             self._write_poll, name, result, parsed, body_hash, slot, fulltexts, limiter=self._db_limiter
         )
+
+    async def _write_not_modified(
+        self, state: Any, result: FetchResult, body_hash: str | None, slot: datetime | None
+    ) -> FeedPollReport | None:
+        """A poll that brought nothing to parse (304, or the same body again) changes only the feed's
+        health counters and validators: computed here by ``health.record_poll`` on a copy of the
+        state, written together with other such feeds in one transaction (``_flush_not_modified``).
+        None when the feed needs its normal poll transaction (a failure, a "source back" alert, a
+        move, or a row that changed since it was read)."""
+        if result.error_kind is not None or state.disabled or state.down_alerted:
+            return None
+        copy = SimpleNamespace(**{c: getattr(state, c) for c in _STATE_FIELDS})
+        if slot is not None:
+            copy.last_slot = slot
+        update = health.record_poll(
+            copy,  # type: ignore[arg-type]
+            result,
+            None,
+            body_hash,
+            self._health_policy(state.name),
+            datetime.now(UTC),
+        )
+        if update.status == "error" or update.deliveries or update.moved_to or update.disabled:
+            return None
+        row = {c: getattr(copy, c) for c in Store.NOT_MODIFIED_COLUMNS}
+        row.update(id=state.id, current_url=state.current_url, expect_polls_total=state.polls_total)
+        pending = _PendingWrite(row)
+        self._not_modified_queue.append(pending)
+        if not self._not_modified_flushing:
+            await self._flush_not_modified()
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        if not pending.written:
+            return None
+        return FeedPollReport(
+            state.name, update.status, http_status=result.status, error=update.error, problems=update.problems
+        )
+
+    async def _flush_not_modified(self) -> None:
+        """Group commit: whoever finds no flush running writes everything queued, in batches, until
+        the queue is empty; polls that queue meanwhile wait for the next batch."""
+        self._not_modified_flushing = True
+        batch: list[_PendingWrite] = []
+        try:
+            while self._not_modified_queue:
+                batch, self._not_modified_queue = self._not_modified_queue, []
+                skipped = await anyio.to_thread.run_sync(
+                    self.store.write_not_modified, [p.row for p in batch], limiter=self._db_limiter
+                )
+                for p in batch:
+                    p.written = p.row["id"] not in skipped
+                    p.done.set()
+                batch = []
+        except BaseException as exc:
+            # Not known whether it committed: the waiting polls report the failure (database errors
+            # raise from poll_feed), none of them runs a second write.
+            error = StoreError(f"writing feed health failed: {exc!r}")
+            for p in batch + self._not_modified_queue:
+                p.error = error
+                p.done.set()
+            self._not_modified_queue = []
+            raise
+        finally:
+            self._not_modified_flushing = False
 
     async def _fetch_fulltexts(self, name: str, parsed: ParsedFeed | None) -> dict[str, FullText]:
         """For a ``fulltext: true`` feed: the article text of new entries that match a story,

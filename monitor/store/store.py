@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, exists, func, or_, select, text, update
+from sqlalchemy import Engine, bindparam, delete, exists, false, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -441,6 +441,59 @@ class Store:
     def feed_states(self) -> list[FeedState]:
         with self.session() as session:
             return list(session.scalars(select(FeedState).order_by(FeedState.name)))
+
+    # Columns a 304 (or an unchanged body) may change: health counters and validators only.
+    NOT_MODIFIED_COLUMNS = (
+        "last_polled_at",
+        "polls_total",
+        "polls_not_modified",
+        "last_status",
+        "latency_avg",
+        "etag",
+        "last_modified",
+        "body_hash",
+        "last_success_at",
+        "error_streak",
+        "failing_since",
+        "last_error_kind",
+        "last_error",
+        "next_poll_after",
+        "last_slot",
+    )
+
+    def write_not_modified(self, rows: Sequence[dict[str, Any]]) -> set[int]:
+        """Write the health updates of feeds whose poll brought nothing new, all in one transaction
+        (one Core UPDATE per feed instead of one ORM transaction each).
+
+        Each row holds ``id``, ``current_url``, ``expect_polls_total`` (the counter the values were
+        computed from) and the ``NOT_MODIFIED_COLUMNS``. A row whose feed was polled, disabled or alerted on since
+        (its counter moved) is not written: its id is returned, and the caller runs the feed's
+        normal poll transaction instead.
+        """
+        if not rows:
+            return set()
+        table = FeedState.__table__  # type: ignore[attr-defined]
+        stmt = (
+            update(table)
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.polls_total == bindparam("b_expect"),
+                table.c.current_url == bindparam("b_url"),
+                table.c.disabled == false(),
+                table.c.down_alerted == false(),
+            )
+            .values({c: bindparam(f"v_{c}") for c in self.NOT_MODIFIED_COLUMNS})
+        )
+        skipped: set[int] = set()
+        with self.engine.begin() as conn:
+            for row in rows:
+                params = {f"v_{c}": row[c] for c in self.NOT_MODIFIED_COLUMNS}
+                params["b_id"] = row["id"]
+                params["b_expect"] = row["expect_polls_total"]
+                params["b_url"] = row["current_url"]
+                if conn.execute(stmt, params).rowcount != 1:
+                    skipped.add(row["id"])
+        return skipped
 
     @contextmanager
     def poll_transaction(self, feed_name: str) -> Iterator[PollTransaction]:
