@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -425,6 +426,7 @@ class Config(StrictModel):
     web: WebConfig = Field(default_factory=WebConfig)
     # Not part of the file: where it was read from (relative paths resolve against its folder).
     source: str = Field("<defaults>", exclude=True)
+    _feeds_by_name: dict[str, FeedConfig] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -452,10 +454,14 @@ class Config(StrictModel):
         return feed.interval if feed.interval is not None else self.fetch.interval
 
     def feed(self, name: str) -> FeedConfig:
-        for feed in self.feeds:
-            if feed.name == name:
-                return feed
-        raise KeyError(name)
+        # A dict built on first use: called per feed per poll, a scan was quadratic in the feeds.
+        index = self._feeds_by_name
+        if index is None or len(index) != len(self.feeds):
+            index = {}
+            for feed in self.feeds:
+                index.setdefault(feed.name, feed)
+            self._feeds_by_name = index
+        return index[name]
 
     def story(self, story_id: str) -> StoryConfig:
         for story in self.stories:
