@@ -137,14 +137,24 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format:
 
 @cli.command()
 @click.option("--node-id", default=None, help="Stable identity of this node (default: host name).")
+@click.option("--web", is_flag=True, help="Also serve the story desk (dashboard, API, Atom) from this process.")
+@click.option("--web-host", default=None, help="Desk address with --web (default: web.host, 127.0.0.1).")
+@click.option("--web-port", default=None, type=click.IntRange(0, 65535), help="Desk port with --web (default: web.port).")
 @click.pass_obj
 @handle_errors
-def run(state: State, node_id: str | None) -> None:
+def run(state: State, node_id: str | None, web: bool, web_host: str | None, web_port: int | None) -> None:
     """Run the daemon: poll every feed on its schedule until SIGINT/SIGTERM."""
     from monitor.scheduler import run_daemon
 
     config = state.config
     log.info("starting", extra={"config": config.source, "database": redact(config.database)})
+    desk = None
+    if web:
+        from monitor.cli_web import desk_listener, desk_server
+
+        listener, token = desk_listener(config, web_host, web_port)  # a port in use fails here, exit 1
+        desk = (listener, desk_server(config, token, own_signals=False))
+        log.info("serving the story desk", extra={"url": listener.url, "token": bool(token)})
 
     async def main() -> None:
         stop = anyio.Event()
@@ -158,8 +168,16 @@ def run(state: State, node_id: str | None) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(wait_for_signal)
-            await run_daemon(config, node_id=node_id, stop=stop)
-            tg.cancel_scope.cancel()
+            if desk is not None:
+                from monitor.cli_web import serve_desk_until
+
+                tg.start_soon(serve_desk_until, desk[1], desk[0], stop)
+            try:
+                await run_daemon(config, node_id=node_id, stop=stop)
+            finally:
+                stop.set()  # the desk stops with the daemon, also when the daemon failed
+            if desk is None:
+                tg.cancel_scope.cancel()
 
     try:
         run_async(main)
@@ -167,6 +185,9 @@ def run(state: State, node_id: str | None) -> None:
         if len(group.exceptions) == 1:  # for handle_errors (message and exit code)
             raise group.exceptions[0] from None
         raise
+    finally:
+        if desk is not None:
+            desk[0].close()
 
 
 @cli.command()

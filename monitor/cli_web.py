@@ -6,12 +6,14 @@ is the existing listing command, unchanged (same options, same output).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,85 @@ def resolve_token(config: Any) -> str | None:
 # --- serve -------------------------------------------------------------------------------------
 
 
+class DeskListener:
+    """A bound listening socket for the story desk, bound before anything starts so that a port in
+    use is a clear error (exit 1) rather than a traceback from inside the server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_RUNTIME)
+        sock.listen(128)
+        sock.setblocking(False)
+        self.sock = sock
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        self.url = f"http://{shown}:{sock.getsockname()[1]}/"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def desk_listener(config: Any, host: str | None, port: int | None) -> tuple[DeskListener, str | None]:
+    """Bind the desk's address (CLI options over the ``web`` config) and resolve its token."""
+    host = host or config.web.host
+    port = config.web.port if port is None else port
+    token = resolve_token(config)
+    if not _is_loopback(host) and not token:
+        log.warning(
+            "serving on a non-loopback address without a token: anyone who can reach it can read it",
+            extra={"host": host},
+        )
+    return DeskListener(host, port), token
+
+
+def desk_server(config: Any, token: str | None, *, own_signals: bool) -> Any:
+    """A uvicorn server for the desk app. ``own_signals=False`` when embedded in ``monitor run``,
+    whose own SIGINT/SIGTERM handling stops the desk together with the daemon."""
+    import uvicorn
+
+    from monitor.web import create_app
+
+    server_class = uvicorn.Server
+    if not own_signals:
+
+        class EmbeddedServer(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        server_class = EmbeddedServer
+    return server_class(
+        uvicorn.Config(
+            create_app(config, token=token),
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            lifespan="off",
+        )
+    )
+
+
+async def serve_desk_until(server: Any, listener: DeskListener, stop: Any) -> None:
+    """Serve until ``stop`` (an anyio.Event) is set, then shut the desk down gracefully."""
+    import anyio
+
+    async with anyio.create_task_group() as tg:
+
+        async def stop_when_asked() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        tg.start_soon(stop_when_asked)
+        await server.serve([listener.sock])
+        tg.cancel_scope.cancel()
+
+
 @click.command()
 @click.option("--host", default=None, help="Address to bind (default: web.host, 127.0.0.1).")
 @click.option(
@@ -64,48 +145,20 @@ def resolve_token(config: Any) -> str | None:
 def serve(state: State, host: str | None, port: int | None) -> None:
     """Serve the read-only story desk: dashboard, JSON API (/openapi.json) and Atom feeds."""
     import anyio
-    import uvicorn
-
-    from monitor.web import create_app
 
     config = state.config
-    host = host or config.web.host
-    port = config.web.port if port is None else port
-    token = resolve_token(config)
-    if not _is_loopback(host) and not token:
-        log.warning(
-            "serving on a non-loopback address without a token: anyone who can reach it can read it",
-            extra={"host": host},
-        )
-    app = create_app(config, token=token)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_RUNTIME)
-    sock.listen(128)
-    sock.setblocking(False)
-    bound_port = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    url = f"http://{shown}:{bound_port}/"
-    click.echo(f"serving the story desk on {url}" + (" (bearer token required)" if token else ""))
+    listener, token = desk_listener(config, host, port)
+    click.echo(f"serving the story desk on {listener.url}" + (" (bearer token required)" if token else ""))
     sys.stdout.flush()
-    log.info("serving", extra={"url": url, "token": bool(token)})
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, log_config=None, access_log=False, proxy_headers=False, server_header=False, lifespan="off"
-        )
-    )
+    log.info("serving", extra={"url": listener.url, "token": bool(token)})
+    server = desk_server(config, token, own_signals=True)
     # uvicorn re-raises the stop signal to the handler in place before it started: make that a
     # no-op so SIGINT/SIGTERM end `monitor serve` cleanly with exit 0 after a graceful shutdown.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        anyio.run(server.serve, [sock])
+        anyio.run(server.serve, [listener.sock])
     finally:
-        sock.close()
+        listener.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("stopped")
