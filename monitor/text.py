@@ -49,7 +49,9 @@ _ABBREV_END = re.compile(
 )
 
 
-@lru_cache(maxsize=65536)
+# Small on purpose: the hits are the same texts folded again by the next story or stage within one
+# feed's poll; a large cache of whole article texts was tens of MB that the daemon never gave back.
+@lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """Case-fold and spell out umlauts/ß so 'Selenskyj', 'SELENSKYJ' and 'Gipfel' compare plainly.
 
