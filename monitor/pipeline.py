@@ -7,8 +7,10 @@ object and the store's queries.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +77,35 @@ class _PendingWrite:
     done: anyio.Event = field(default_factory=anyio.Event)
     written: bool = False
     error: BaseException | None = None
+
+
+_last_trim = 0.0
+
+
+def _release_free_memory() -> None:
+    """When no poll is running: give the C heap's free pages back to the system (glibc only). A
+    poll round's peak (bodies, parsed entries, from many threads) otherwise stays in the daemon's
+    resident memory for good; measured ~40 MB after a first poll of 500 feeds, ~5 ms per call."""
+    global _last_trim
+    now = time.monotonic()
+    if now - _last_trim < 1.0:
+        return
+    _last_trim = now
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return None
 
 
 def _diff_text(entry_id: str, text: str, fulltexts: dict[str, FullText] | None) -> str:
@@ -216,6 +247,7 @@ class Monitor:
             self._in_flight.discard(name)
             if not self._in_flight:
                 self._idle.set()
+                _release_free_memory()
         report.elapsed = time.perf_counter() - started
         return report
 
