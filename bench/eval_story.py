@@ -20,6 +20,7 @@ run time and never copied. Nothing leaves the machine: every link points at the 
 from __future__ import annotations
 
 import argparse
+import base64
 import html
 import json
 import os
@@ -203,11 +204,78 @@ class CorpusServer:
         )
 
 
+class WebhookReceiver:
+    """A real webhook endpoint on 127.0.0.1 that verifies each Standard Webhooks signature and
+    records deliveries by ``webhook-id`` (the idempotency key), as a deduplicating receiver would."""
+
+    SECRET = "whsec_" + base64.b64encode(b"story-monitor-eval-secret-0123456").decode()
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    from standardwebhooks import Webhook
+
+                    payload = Webhook(receiver.SECRET).verify(body, headers)
+                except Exception:  # any verification failure is counted
+                    with receiver.lock:
+                        receiver.bad_signatures += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                with receiver.lock:
+                    receiver.received.append({"id": headers.get("webhook-id"), "payload": payload})
+                self.send_response(204)
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def summary(self, development_ids: set[int]) -> dict[str, Any]:
+        events = [r for r in self.received if (r["payload"] or {}).get("event") == "development"]
+        ids = [r["id"] for r in events]
+        alerted = [int(r["payload"]["development"]["id"]) for r in events]
+        return {
+            "alerts_received": len(events),
+            "alerts_unique": len(set(ids)),
+            "duplicates": len(ids) - len(set(ids)),
+            "bad_signatures": self.bad_signatures,
+            "developments_not_alerted": sorted(development_ids - set(alerted)),
+            "alerts_without_development": sorted(set(alerted) - development_ids),
+            "one_alert_per_development": sorted(alerted) == sorted(development_ids),
+        }
+
+
 # --- running the monitor --------------------------------------------------------------------------
 
 
 def write_config(
-    path: Path, server: CorpusServer, source_config: Path, story_id: str | None, baseline: Path, mode: str
+    path: Path,
+    server: CorpusServer,
+    source_config: Path,
+    story_id: str | None,
+    baseline: Path,
+    mode: str,
+    webhook_url: str,
 ) -> str:
     shipped = yaml.safe_load(source_config.read_text(encoding="utf-8"))
     stories = shipped.get("stories") or []
@@ -227,13 +295,14 @@ def write_config(
             for slug in server.feeds()
         ],
         "stories": [story],
+        "alerts": {"webhooks": [{"url": webhook_url, "name": "eval", "secret_env": "EVAL_WEBHOOK_SECRET"}]},
     }
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return str(story["id"])
 
 
 def run_monitor(monitor: list[str], config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = {**os.environ, "NO_COLOR": "1", "EVAL_WEBHOOK_SECRET": WebhookReceiver.SECRET}
     env.pop("MONITOR_CONFIG", None)
     env.pop("MONITOR_DATABASE_URL", None)
     proc = subprocess.run(
@@ -300,9 +369,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     items = load_corpus(corpus, datetime.now(UTC))
     monitor = args.monitor.split() if args.monitor else [sys.executable, "-m", "monitor"]
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="eval-story-") as tmp, CorpusServer(items, args.mode) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="eval-story-") as tmp,
+        CorpusServer(items, args.mode) as server,
+        WebhookReceiver() as receiver,
+    ):
         config = Path(tmp) / "feeds.yaml"
-        story_id = write_config(config, server, Path(args.config), args.story, baseline, args.mode)
+        story_id = write_config(
+            config, server, Path(args.config), args.story, baseline, args.mode, receiver.url
+        )
         polls = []
         for rnd in range(4):
             server.released = rnd
@@ -311,6 +386,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             polls.append(round(time.perf_counter() - t0, 2))
         found = json.loads(run_monitor(monitor, config, "items", "--story", story_id, "--json").stdout)
         devs = json.loads(run_monitor(monitor, config, "developments", "--story", story_id, "--json").stdout)
+        # `monitor poll` sends due alerts after polling; a second delivery pass must send nothing new.
+        run_monitor(monitor, config, "alerts", "deliver")
+        alerts = receiver.summary({int(d["id"]) for d in devs})
         if args.keep:
             keep = Path(args.keep)
             keep.mkdir(parents=True, exist_ok=True)
@@ -342,6 +420,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         poll_seconds=polls,
         items_listed=len(found),
         links_lost=sorted(set(lost_links)),
+        alerts=alerts,
     )
     return result
 
@@ -368,6 +447,13 @@ def print_report(r: dict[str, Any]) -> None:
         m = r[key]
         print(f"{label} false positives: {', '.join(m['false_positives']) or '-'}")
         print(f"{label} misses: {', '.join(m['misses']) or '-'}")
+    a = r["alerts"]
+    print(
+        f"alerts at the webhook receiver: {a['alerts_received']} ({a['alerts_unique']} unique, "
+        f"{a['duplicates']} duplicates, {a['bad_signatures']} bad signatures); one per development: "
+        f"{'yes' if a['one_alert_per_development'] else 'NO'}"
+        + (f"; not alerted: {a['developments_not_alerted']}" if a["developments_not_alerted"] else "")
+    )
     if r["links_lost"]:
         print(f"warning: {len(r['links_lost'])} items came back without their link (matched by title)")
     if r["restatements_flagged"]:
