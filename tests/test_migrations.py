@@ -255,3 +255,14 @@ def test_commands_that_open_the_database_migrate_it(project: Project) -> None:
         assert "alembic_version" in inspect(eng).get_table_names()
     finally:
         eng.dispose()
+
+
+def test_the_start_up_check_reads_the_same_head_as_alembic(engine: sa.Engine) -> None:
+    """Every start compares alembic_version with the head read from the scripts' text (no Alembic);
+    it must name the head Alembic computes, and say "not at head" before the upgrade."""
+    from monitor.store.migrate import _at_head, _head_from_scripts
+
+    assert _head_from_scripts() == head_revision()
+    assert not _at_head(engine)
+    upgrade(engine)
+    assert _at_head(engine)
