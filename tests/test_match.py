@@ -512,3 +512,30 @@ def test_teasers_that_mention_rule_terms_are_full_text_candidates() -> None:
     assert not m.match(*teaser, remember=False).matched
     assert m.candidate(*teaser)
     assert not m.candidate("Oktoberfest endet", "Sechs Millionen Besucher tranken Bier in München.")
+
+
+def test_the_screen_never_drops_an_item_with_hits() -> None:
+    """``could_hit`` skips sentence splitting for texts without any term string; it must never say
+    no for a text that has hits (inflections, compounds, phrases, transliterations)."""
+    from monitor.match.engine import CompiledTerms, prepare
+
+    terms = CompiledTerms.build(
+        {"ort": ["Budapest", "*gipfel", "ungarische Hauptstadt"], "person": ["Selenskyj", "=USA"]}
+    )
+    texts = [
+        ("Treffen geplant", "Die Staatschefs reisen in die ungarischen Hauptstadt."),
+        ("Friedensgipfels Vorbereitung", "Nichts weiter."),
+        ("Kurz", "Der Gipfel findet in BUDAPEST statt."),
+        ("SELENSKYJ", "Er reist in die USA."),
+        ("Wetter", "Morgen regnet es in München, übermorgen scheint die Sonne."),
+        ("Börse", "Der DAX schließt höher; Anleger sind erleichtert."),
+    ]
+    screened = 0
+    for title, text in texts:
+        has_hits = bool(terms.hits(prepare(title, text)))
+        if not terms.could_hit(title, text):
+            screened += 1
+            assert not has_hits, (title, text)
+        else:
+            assert has_hits or title in {"Wetter", "Börse"}
+    assert screened == 2  # the two texts without any story term are screened out

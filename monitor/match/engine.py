@@ -111,6 +111,17 @@ class CompiledTerms:
     phrases: list[tuple[re.Pattern[str], int, str, str]]  # (regex, group, term, first word)
     excluded: dict[int, frozenset[str]]  # group -> folded words (with endings) that never count
     prefix_keys: frozenset[str] = frozenset()
+    screen: re.Pattern[str] | None = None  # any text with a hit contains one of these strings
+
+    def could_hit(self, title: str, text: str) -> bool:
+        """A cheap necessary condition for ``hits``: every hit is a word of the folded title or text
+        that contains an exact form, a prefix stem, a compound tail or a phrase's first word, so a
+        text without any of those strings has no hit and needs no sentence splitting (most items of
+        a poll belong to no story)."""
+        screen = self.screen
+        if screen is None:
+            return True
+        return screen.search(fold(title)) is not None or screen.search(fold(text)) is not None
 
     @classmethod
     def build(cls, term_groups: dict[str, list[str]]) -> CompiledTerms:
@@ -161,6 +172,9 @@ class CompiledTerms:
         for entries in prefixes.values():
             entries.sort(key=lambda p: -len(p[0]))
         heads.sort(key=lambda p: -len(p[0]))
+        needles = {*exact, *(stem for entries in prefixes.values() for stem, _, _ in entries)}
+        needles.update(tail for tail, _, _ in heads)
+        needles.update(first for _, _, _, first in phrases)
         return cls(
             groups,
             exact,
@@ -170,6 +184,7 @@ class CompiledTerms:
             phrases,
             {g: frozenset(words) for g, words in excluded.items()},
             frozenset(prefixes),
+            _screen(needles),
         )
 
     def _head_match(self, word: str, tail: str) -> bool:
@@ -222,6 +237,18 @@ class CompiledTerms:
                     seen.add((m.start(), gi))
                     out.append((m.start(), gi, term))
         return out
+
+
+def _screen(needles: set[str]) -> re.Pattern[str] | None:
+    """One regex for "contains any of these strings"; a needle containing a shorter one is left out
+    (the shorter one already finds it). None (no screening) when there is nothing to look for."""
+    kept: list[str] = []
+    for needle in sorted(n for n in needles if n):
+        if not any(k in needle for k in kept):
+            kept = [k for k in kept if needle not in k] + [needle]
+    if not kept:
+        return None
+    return re.compile("|".join(re.escape(k) for k in sorted(kept, key=len, reverse=True)))
 
 
 def _is_word(folded: str) -> bool:
@@ -400,9 +427,11 @@ class StoryMatcher:
     ) -> MatchResult:
         """Score one item. ``published`` is None when the feed gave no date (no background check).
         A matched item is added to the story state unless ``remember`` is false."""
+        story_id = self.story.id
+        if not self.terms.could_hit(title or "", text or ""):
+            return MatchResult(story_id, False, 0.0, (), (), reason="no story terms")
         doc = prepare(title or "", text or "")
         hits = self.terms.hits(doc)
-        story_id = self.story.id
         if not hits:
             return MatchResult(story_id, False, 0.0, (), (), reason="no story terms")
         by_sentence: dict[int, set[int]] = {}
