@@ -44,7 +44,9 @@ _XML_DECL_RE = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-
 _CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._-]+)""", re.I)
 # Markup where the two parsers are known (or not proven) to differ: DTDs and entity declarations,
 # XInclude, xml:base (relative links), and the encodings checked below.
-_RISKY_MARKUP = (b"<!DOCTYPE", b"<!doctype", b"<!ENTITY", b"xml:base", b"\x00")
+# Matched case-insensitively, so a mixed-case "<!DocType" or "<!EnTiTy" is declined too (the
+# reference path neutralises such declarations; this parser must never see them).
+_RISKY_MARKUP = re.compile(rb"<!doctype|<!entity|xml:base|\x00", re.I)
 _XML_MEDIA_TYPES = {"application/xml", "text/xml"}
 _XML_ROOT_RE = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(rss|feed|rdf:RDF)\b", re.S)
 
@@ -80,7 +82,7 @@ def _acceptable_bytes(body: bytes, content_type: str | None) -> bool:
         return False  # empty, or a BOM (UTF-8 BOM included: let the reference parser handle it)
     if not _XML_ROOT_RE.match(body[:4096]):
         return False  # not plainly an RSS/Atom/RDF document (HTML pages, JSON, junk)
-    if any(marker in body for marker in _RISKY_MARKUP):
+    if _RISKY_MARKUP.search(body):
         return False
     declared = _declared_encoding(body)
     if declared not in _SAFE_ENCODINGS:

@@ -141,3 +141,17 @@ def test_a_poll_of_a_mixed_case_entity_bomb_stores_nothing_expanded(
         stored = " ".join(str(v) for v in row.model_dump().values())
         assert "lollollol" not in stored and "GEHEIMER" not in stored, row.entry_id
         assert len(stored) < 100_000
+
+
+def test_fast_parser_declines_declarations_in_any_letter_case() -> None:
+    """The fast path must never see a DTD or entity declaration, whatever its spelling: those
+    documents go to the reference path, which neutralises them."""
+    from monitor.fastparse import _acceptable_bytes
+
+    plain = (
+        b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+    )
+    assert _acceptable_bytes(plain, "application/rss+xml")
+    for marker in (b"<!DocType rss []>", b'<!EnTiTy a "b">', b"<!doctype rss>", b"<!ENTITY a 'b'>"):
+        body = plain.replace(b"<rss", marker + b"<rss", 1)
+        assert not _acceptable_bytes(body, "application/rss+xml"), marker
