@@ -20,10 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.parse import (
-    FUTURE_TOLERANCE,
     Entry,
     ParsedFeed,
-    _struct_to_datetime,
+    build_entry,
     canonical_url,
     content_hash,
     html_to_text,
@@ -168,31 +167,12 @@ def parse_feed_fast(
             problems.append(f"duplicate entry id {entry_id[:200]!r} (kept the first)")
             continue
         seen.add(entry_id)
-        published = _struct_to_datetime(raw_entry.get("published_parsed")) or _struct_to_datetime(
-            raw_entry.get("updated_parsed")
+        entry = build_entry(
+            raw_entry, entry_id, link, title, summary, content, fetched_at, problems, strict_dates=True
         )
-        from_feed = published is not None
-        if published is not None and published > fetched_at + FUTURE_TOLERANCE:
-            problems.append(
-                f"entry {entry_id[:200]!r} is dated in the future ({published.isoformat()}); used fetch time"
-            )
-            published, from_feed = None, False
-        if published is None:
-            if raw_entry.get("published") or raw_entry.get("updated"):
-                return None  # a date string it could not read: let the reference parser try
-            published = fetched_at
-        entries.append(
-            Entry(
-                entry_id=entry_id[:1000],
-                url=link,
-                title=title,
-                summary=summary,
-                content=content,
-                published=published,
-                published_from_feed=from_feed,
-                content_hash=content_hash(title, summary, content, link),
-            )
-        )
+        if entry is None:
+            return None  # a date string it could not read: let the reference parser try
+        entries.append(entry)
     return ParsedFeed(
         entries=entries,
         title=html_to_text(feed_meta.get("title")),

@@ -258,6 +258,47 @@ def _clean_declared_encoding(body: bytes) -> tuple[bytes, str | None]:
     )
 
 
+def build_entry(
+    raw_entry: Any,
+    entry_id: str,
+    link: str | None,
+    title: str,
+    summary: str,
+    content: str,
+    fetched_at: datetime,
+    problems: list[str],
+    *,
+    strict_dates: bool = False,
+) -> Entry | None:
+    """The ``Entry`` for one parsed entry, dated from the feed (published, else updated); a date far
+    in the future, or none, means fetch time. Shared by the reference and the fast parser so both
+    build entries the same way. With ``strict_dates`` a date string that did not parse gives None
+    (the fast parser then hands the document to the reference parser)."""
+    published = _struct_to_datetime(raw_entry.get("published_parsed")) or _struct_to_datetime(
+        raw_entry.get("updated_parsed")
+    )
+    from_feed = published is not None
+    if published is not None and published > fetched_at + FUTURE_TOLERANCE:
+        problems.append(
+            f"entry {entry_id[:200]!r} is dated in the future ({published.isoformat()}); used fetch time"
+        )
+        published, from_feed = None, False
+    if published is None:
+        if strict_dates and (raw_entry.get("published") or raw_entry.get("updated")):
+            return None
+        published = fetched_at
+    return Entry(
+        entry_id=entry_id[:1000],
+        url=link,
+        title=title,
+        summary=summary,
+        content=content,
+        published=published,
+        published_from_feed=from_feed,
+        content_hash=content_hash(title, summary, content, link),
+    )
+
+
 def parse_feed(
     body: bytes,
     *,
@@ -325,29 +366,9 @@ def parse_feed(
             problems.append(f"duplicate entry id {entry_id[:200]!r} (kept the first)")
             continue
         seen.add(entry_id)
-        published = _struct_to_datetime(raw_entry.get("published_parsed")) or _struct_to_datetime(
-            raw_entry.get("updated_parsed")
-        )
-        from_feed = published is not None
-        if published is not None and published > fetched_at + FUTURE_TOLERANCE:
-            problems.append(
-                f"entry {entry_id[:200]!r} is dated in the future ({published.isoformat()}); used fetch time"
-            )
-            published, from_feed = None, False
-        if published is None:
-            published = fetched_at
-        entries.append(
-            Entry(
-                entry_id=entry_id[:1000],
-                url=link,
-                title=title,
-                summary=summary,
-                content=content,
-                published=published,
-                published_from_feed=from_feed,
-                content_hash=content_hash(title, summary, content, link),
-            )
-        )
+        entry = build_entry(raw_entry, entry_id, link, title, summary, content, fetched_at, problems)
+        assert entry is not None  # only a strict_dates caller gets None
+        entries.append(entry)
     return ParsedFeed(
         entries=entries,
         title=html_to_text(feed_meta.get("title")),
