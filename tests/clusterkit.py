@@ -3,6 +3,7 @@ real processes with JSON logs in files, and reading who polled which (feed, slot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,13 +41,14 @@ def postgres_available() -> str | None:
     return None
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, uniquely named PostgreSQL database (dropped afterwards); skips when none is reachable."""
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database (dropped afterwards); skips the calling test with
+    the reason when none is reachable."""
     reason = postgres_available()
     if reason:
         pytest.skip(reason)
-    name = f"sm_cluster_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with _admin_connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -54,6 +56,12 @@ def pg_url() -> Iterator[str]:
     finally:
         with _admin_connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with fresh_pg_database("sm_cluster") as url:
+        yield url
 
 
 @dataclass

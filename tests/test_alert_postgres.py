@@ -5,7 +5,6 @@ FOR UPDATE SKIP LOCKED and a guarded update). Skips with a reason when PostgreSQ
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ from monitor.config import load_config
 from monitor.store import Store
 from monitor.store.outbox import Outbox
 from tests.alert_helpers import WebhookReceiver, add_developments
-from tests.clusterkit import PG_HOST, PG_PORT, _admin_connect, postgres_available
+from tests.clusterkit import fresh_pg_database
 from tests.conftest import STORY, Project
 
 pytestmark = pytest.mark.postgres
@@ -26,17 +25,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def alerts_pg_url() -> Iterator[str]:
-    reason = postgres_available()
-    if reason:
-        pytest.skip(reason)
-    name = f"sm_alerts_{uuid.uuid4().hex[:12]}"
-    with _admin_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with _admin_connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("sm_alerts") as url:
+        yield url
 
 
 def test_two_workers_on_postgres_send_each_delivery_once(project: Project, alerts_pg_url: str) -> None:

@@ -4,7 +4,6 @@ data, concurrent starts are serialised, `monitor db check/upgrade` report and ap
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from monitor.store.migrate import (
     status,
     upgrade,
 )
-from tests.clusterkit import _admin_connect, postgres_available
+from tests.clusterkit import fresh_pg_database
 from tests.conftest import Project
 
 
@@ -32,17 +31,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrate.sqlite3'}"
         return
-    reason = postgres_available()
-    if reason:
-        pytest.skip(reason)
-    name = f"sm_migrate_{uuid.uuid4().hex[:12]}"
-    with _admin_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with _admin_connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("sm_migrate") as url:
+        yield url
 
 
 @pytest.fixture
