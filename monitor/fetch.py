@@ -254,15 +254,38 @@ class Fetcher:
     """Owns the HTTP client. Use as ``async with Fetcher(config) as fetcher``."""
 
     def __init__(self, config: FetchConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """``transport`` (a test seam or another wire) serves feeds and articles alike; by default
+        feeds go through monitor/http_transport.py (aiohttp; httpx's own wire with HTTP/2 when
+        ``fetch.http2``), and article links through a session that connects only to public
+        addresses unless ``fetch.allow_private_addresses``."""
         self.config = config
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._article_client: httpx.AsyncClient | None = None
         self._global = asyncio.Semaphore(config.concurrency)
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(config.per_host)
         )
 
-    async def __aenter__(self) -> Fetcher:
+    def _transports(self) -> tuple[httpx.AsyncBaseTransport, httpx.AsyncBaseTransport | None]:
+        """The feed transport and, when articles need their own, the article transport."""
+        if self._transport is not None:
+            return self._transport, None
+        if self.config.http2:
+            from monitor.http_pool import ShardedTransport
+
+            feeds: httpx.AsyncBaseTransport = ShardedTransport(max_connections=self.config.concurrency)
+        else:
+            from monitor.http_transport import AiohttpTransport
+
+            feeds = AiohttpTransport(max_connections=self.config.concurrency)
+        if self.config.allow_private_addresses:
+            return feeds, None
+        from monitor.http_transport import AiohttpTransport
+
+        return feeds, AiohttpTransport(max_connections=self.config.concurrency, address_check=_check_address)
+
+    def _new_client(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
         limits = httpx.Limits(
             max_connections=self.config.concurrency,
             max_keepalive_connections=self.config.concurrency,
@@ -273,21 +296,27 @@ class Fetcher:
             connect=min(self.config.connect_timeout, self.config.timeout),
             read=min(self.config.read_timeout, self.config.timeout),
         )
-        self._client = httpx.AsyncClient(
+        return httpx.AsyncClient(
             http2=True,
             limits=limits,
             timeout=timeout,
             follow_redirects=False,  # followed by hand: permanent redirects and address checks
             headers={"User-Agent": user_agent(self.config), "Accept-Encoding": ACCEPT_ENCODING},
-            transport=self._transport,
+            transport=transport,
             trust_env=False,
         )
+
+    async def __aenter__(self) -> Fetcher:
+        feeds, articles = self._transports()
+        self._client = self._new_client(feeds)
+        self._article_client = self._new_client(articles) if articles is not None else None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._article_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._article_client = None
 
     async def fetch_feed(
         self, url: str, etag: str | None = None, last_modified: str | None = None
@@ -360,7 +389,8 @@ class Fetcher:
             if untrusted and not self.config.allow_private_addresses:
                 await check_public_url(current)
             _check_well_formed(current)
-            async with self._client.stream("GET", current, headers=headers) as response:
+            client = (self._article_client if untrusted else None) or self._client
+            async with client.stream("GET", current, headers=headers) as response:
                 if untrusted and not self.config.allow_private_addresses:
                     _check_peer(current, response)
                 if response.status_code in REDIRECTS and "location" in response.headers:

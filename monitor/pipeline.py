@@ -27,7 +27,6 @@ from monitor.baseline import fetch_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
 from monitor.fulltext import FullText, fetch_many
-from monitor.http_pool import ShardedTransport
 from monitor.match import MatchResult, StoryMatcher, compile_story
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.parse_pool import ParsePool
@@ -151,9 +150,8 @@ class Monitor:
     async def open(self) -> None:
         await anyio.to_thread.run_sync(self.store.create_schema)
         await anyio.to_thread.run_sync(self.store.sync_feeds, [(f.name, f.url) for f in self.config.feeds])
-        # several small connection pools instead of one big one: see monitor/http_pool.py
-        transport = ShardedTransport(max_connections=self.config.fetch.concurrency)
-        self.fetcher = Fetcher(self.config.fetch, transport=transport)
+        # The wire (aiohttp, or httpx's own with fetch.http2): see monitor/http_transport.py
+        self.fetcher = Fetcher(self.config.fetch)
         await self.fetcher.__aenter__()
         for story in self.config.stories:
             self._baseline_texts[story.id] = await fetch_baseline_text(self.config, story, self.fetcher)

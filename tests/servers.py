@@ -33,6 +33,7 @@ class RequestRecord:
     path: str
     headers: dict[str, str]
     status: int
+    client_port: int = 0  # one per TCP connection: tells kept-alive connections from new ones
 
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
@@ -97,7 +98,10 @@ class FeedServer:
 
     def _record(self, req: BaseHTTPRequestHandler, status: int) -> None:
         with self._lock:
-            self.requests.append(RequestRecord(req.command, req.path, dict(req.headers.items()), status))
+            self.requests.append(RequestRecord(
+                    req.command, req.path, dict(req.headers.items()), status, req.client_address[1]
+                )
+            )
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         path = req.path

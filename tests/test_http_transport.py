@@ -1,0 +1,101 @@
+"""The default wire (monitor/http_transport.py): httpx's API over aiohttp, against a real server."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+from monitor.config import FetchConfig
+from monitor.fetch import AddressNotAllowed, Fetcher, _check_address
+from monitor.http_transport import AiohttpTransport
+from tests.servers import FeedServer
+
+
+def _feeds(server: FeedServer, n: int) -> list[str]:
+    paths = [f"/feed{i}.xml" for i in range(n)]
+    for i, path in enumerate(paths):
+        server.put(path, f"<rss><channel><title>Feed {i} – Grüße aus Köln</title></channel></rss>")
+    return paths
+
+
+def test_bodies_intact_validators_sent_and_connections_kept_alive() -> None:
+    with FeedServer() as server:
+        paths = _feeds(server, 40)
+        config = FetchConfig(concurrency=8, per_host=8)
+
+        async def main() -> tuple[list, list]:
+            async with Fetcher(config) as fetcher:
+                first = await _all(fetcher, [(server.url(p), None) for p in paths])
+                again = await _all(
+                    fetcher, [(server.url(p), r.etag) for p, r in zip(paths, first, strict=True)]
+                )
+            return first, again
+
+        first, again = anyio.run(main)
+    for i, result in enumerate(first):
+        assert result.status == 200, result.error
+        assert f"Feed {i} – Grüße aus Köln".encode() in result.body
+        assert result.etag == server.resources[paths[i]].etag
+    assert [r.status for r in again] == [304] * 40
+    assert all(r.body is None and r.error is None for r in again)
+    conditional = server.requests[40:]
+    assert all(r.headers.get("If-None-Match") for r in conditional)
+    assert all(r.headers["User-Agent"].startswith("story-monitor/") for r in server.requests)
+    # 80 requests, at most 8 at a time: kept-alive connections, not one per request.
+    assert len({r.client_port for r in server.requests}) <= 8
+
+
+async def _all(fetcher: Fetcher, jobs: list[tuple[str, str | None]]) -> list:
+    results: list = [None] * len(jobs)
+
+    async def one(i: int, url: str, etag: str | None) -> None:
+        results[i] = await fetcher.fetch_feed(url, etag)
+
+    async with anyio.create_task_group() as tg:
+        for i, (url, etag) in enumerate(jobs):
+            tg.start_soon(one, i, url, etag)
+    return results
+
+
+def test_the_checked_resolver_refuses_before_connecting() -> None:
+    """DNS rebinding: the address a connection goes to is the one that was checked. A name that
+    resolves to loopback is refused by the resolver itself, so no request reaches the server."""
+    with FeedServer() as server:
+        server.put("/secret", "intern")
+        url = f"http://localhost:{server.port}/secret"
+
+        async def main() -> None:
+            transport = AiohttpTransport(address_check=_check_address)
+            async with httpx.AsyncClient(transport=transport) as client:
+                with pytest.raises(AddressNotAllowed, match="non-public address"):
+                    await client.get(url)
+            # the same request without the check does reach the server (the test is not vacuous)
+            async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+                assert (await client.get(url)).text == "intern"
+
+        anyio.run(main)
+        assert len(server.requests_for("/secret")) == 1
+
+
+def test_http2_option_uses_httpx_own_wire() -> None:
+    with FeedServer() as server:
+        paths = _feeds(server, 3)
+
+        async def main() -> list:
+            async with Fetcher(FetchConfig(http2=True)) as fetcher:
+                assert type(fetcher._client._transport).__name__ == "ShardedTransport"  # type: ignore[union-attr]
+                return await _all(fetcher, [(server.url(p), None) for p in paths])
+
+        results = anyio.run(main)
+    assert [r.status for r in results] == [200, 200, 200]
+    assert b"Feed 2" in results[2].body
+
+
+def test_transport_errors_are_httpx_errors() -> None:
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get("http://127.0.0.1:9/unreachable", timeout=2)
+
+    anyio.run(main)
