@@ -14,7 +14,7 @@ from monitor.diff import (
     build_baseline,
     diff_items,
 )
-from monitor.diff.model import Reference, cue_family, is_garbled, name_key
+from monitor.diff.model import Reference, cue_family, is_garbled, name_key, split_sentences
 from monitor.diff.novelty import score_sentence
 from tests import diff_texts as T
 from tests.test_diff import as_known
@@ -135,3 +135,42 @@ def test_one_news_cycle_one_subject_one_development_a_new_subject_later_another(
     assert [r.key for r in records2] != [records[0].key]
     # Re-running the first poll gives the same keys (idempotent alerts).
     assert [r.key for r in diff_items(BASELINE, [], [first, other])[0]] == [records[0].key]
+
+
+# One sentence per change-of-state cue (and some without): the one-search screen in ``analyse``
+# must find exactly the cues the per-cue patterns find.
+_CUE_SENTENCES = [
+    "Der Gipfel in Graz wurde abgesagt.",
+    "Berger sagt das Treffen in Graz kurzfristig ab.",
+    "Das Treffen wird auf nächste Woche verschoben.",
+    "Die Pläne liegen vorerst auf Eis.",
+    "Das Treffen findet in diesem Jahr nicht statt.",
+    "Die Gespräche sind geplatzt.",
+    "Nordland hat die Lieferungen gestoppt.",
+    "Der Bundestag hat die Lieferung genehmigt.",
+    "Ostrow lehnt jede Verhandlung über Graz ab.",
+    "Berger hat Hilfe zugesagt.",
+    "Es gibt keine Zusage für die Lieferung.",
+    "Nordland verhängt Sanktionen gegen Südland.",
+    "Beide Seiten haben sich auf ein Abkommen geeinigt.",
+    "Das Parlament hat die Reform beschlossen.",
+    "Berger und Ostrow telefonierten am Abend.",
+    "Die Minister trafen sich in Wien.",
+    "Das ist eine Kehrtwende der Regierung.",
+    "Der Minister ist zurückgetreten.",
+    "Für Graz gilt eine Ausnahme.",
+    "Berger und Ostrow wollen sich in Graz treffen.",
+    "Die Delegationen reisen am Montag an.",
+]
+
+
+def test_the_cue_screen_finds_exactly_what_the_cue_patterns_find() -> None:
+    from monitor.diff.model import _CUE_RES, analyse
+    from monitor.text import fold
+
+    seen: set[str] = set()
+    for sentence in [*_CUE_SENTENCES, *split_sentences(T.CANCELLATION), *split_sentences(T.SANCTIONS)]:
+        expected = tuple(label for label, pattern in _CUE_RES if pattern.search(fold(sentence)))
+        assert analyse(sentence).cues == expected, sentence
+        seen.update(expected)
+    assert seen == {label for label, _ in _CUE_RES}  # every cue was exercised
