@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from monitor.config import Config, StoryConfig
-from monitor.fetch import Fetcher
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports BaselineError for every command; httpx only where fetched
+    from monitor.config import Config, StoryConfig
+    from monitor.fetch import Fetcher
 
 
 class BaselineError(Exception):

@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from monitor.cli import EXIT_RUNTIME, State, _fail, handle_errors, print_json
-from monitor.store import redact
 
 
 def _engine(state: State) -> Any:
@@ -32,6 +31,7 @@ def db() -> None:
 @handle_errors
 def upgrade_cmd(state: State, revision: str) -> None:
     """Apply pending migrations (safe while other nodes start: it takes the schema lock)."""
+    from monitor.store import redact
     from monitor.store.migrate import MigrationError, upgrade
 
     engine = _engine(state)
@@ -54,6 +54,7 @@ def upgrade_cmd(state: State, revision: str) -> None:
 @handle_errors
 def check_cmd(state: State, as_json: bool) -> None:
     """Report the schema revision and pending migrations; exit 1 when any are pending."""
+    from monitor.store import redact
     from monitor.store.migrate import MigrationError, differences, status
 
     engine = _engine(state)

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from monitor import diff
+if TYPE_CHECKING:  # imported where used: `monitor` loads this module for every command
+    from monitor import diff
 
 
 def load_baselines(config: Any, story_ids: list[str] | None = None) -> dict[str, diff.BaselineModel]:
     """Baseline models of the configured stories (``url`` baselines are fetched)."""
     import anyio
 
+    from monitor import diff
     from monitor.baseline import fetch_baseline_text
     from monitor.fetch import Fetcher
 
@@ -44,6 +46,8 @@ def _plain(console: Any) -> bool:
 def highlight(sentence: str, baseline: diff.BaselineModel | None, plain: bool) -> str:
     """Rich markup of a sentence with the words new against the baseline marked."""
     from rich.markup import escape
+
+    from monitor import diff
 
     if baseline is None:
         return escape(sentence)

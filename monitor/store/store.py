@@ -11,14 +11,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, delete, exists, false, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from monitor.parse import Entry
 from monitor.store.database import make_engine
 from monitor.store.models import (
     Delivery,
@@ -29,6 +27,9 @@ from monitor.store.models import (
     StoryMatch,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from monitor.parse import Entry
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,16 @@ def _has_sources() -> Any:
 
 
 def _insert_for(engine: Engine, table: Any) -> Any:
+    # The dialect modules are imported here, on first use: the PostgreSQL one costs ~20 ms of every
+    # start-up, on SQLite for nothing (the engine has already loaded its own dialect).
     dialect = engine.dialect.name
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
     raise StoreError(f"unsupported database dialect {dialect!r}")
 
@@ -274,9 +281,7 @@ class PollTransaction:
         if not affected:
             return []
         self.session.execute(
-            delete(DevelopmentSource).where(
-                DevelopmentSource.development_id.in_(affected), or_(*conditions)
-            )
+            delete(DevelopmentSource).where(DevelopmentSource.development_id.in_(affected), or_(*conditions))
         )
         still_sourced = select(DevelopmentSource.development_id).where(
             DevelopmentSource.development_id.in_(affected)
@@ -535,9 +540,7 @@ class Store:
             for d in rows
         ]
 
-    def story_item_texts(
-        self, story_id: str, limit: int = 400
-    ) -> list[tuple[datetime | None, str, str]]:
+    def story_item_texts(self, story_id: str, limit: int = 400) -> list[tuple[datetime | None, str, str]]:
         """The newest items matched to a story as (published or None when undated, title, text),
         oldest first: what the matcher needs to rebuild its story state on start."""
         with self.session() as session:
