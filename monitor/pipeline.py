@@ -167,8 +167,11 @@ class Monitor:
                         continue
                     text = self._baseline_texts.get(story.id)
                     matcher = compile_story(story, text)
-                    # The story so far (similarity to items already in it, when it started).
-                    matcher.load_story(self.store.story_item_texts(story.id))
+                    if matcher.similarity is not None:
+                        # The story so far (similarity to items already in it, when it started);
+                        # a story without similarity rules keeps no such state: skip the query
+                        # (~20 ms per story and 400 items read through the ORM).
+                        matcher.load_story(self.store.story_item_texts(story.id))
                     self.baselines[story.id] = diff.build_baseline(
                         story.id, text, novelty_threshold=story.novelty_threshold
                     )
@@ -450,18 +453,20 @@ class Monitor:
         if not changed or not self.config.stories:
             return
         matched_ids: set[int] = set()
+        # Match on the article text when the full-text stage fetched it (teaser feeds); chosen once
+        # per item for all stories. The per-item analysis the stories share (folding, sentences,
+        # lemmas) is computed once too: ``match.prepare`` and ``diff.novelty.item_sentences`` are
+        # cached, and the stories run one after another over the same items.
+        texts = [_diff_text(item.entry.entry_id, item.entry.text, fulltexts) for item in changed]
         for story_id, matcher in self._stories().items():
             records: list[MatchRecord] = []
             story_items: list[diff.StoryItem] = []
             unmatched_updates: list[int] = []
             cutoff_before = matcher.background_cutoff
-            for item in changed:
+            for item, text in zip(changed, texts, strict=True):
                 entry = item.entry
-                # Match on the article text when the full-text stage fetched it (teaser feeds).
                 result: MatchResult = matcher.match(
-                    entry.title,
-                    _diff_text(entry.entry_id, entry.text, fulltexts),
-                    entry.published if entry.published_from_feed else None,
+                    entry.title, text, entry.published if entry.published_from_feed else None
                 )
                 if not result.matched:
                     if item.kind == "updated":
@@ -477,7 +482,7 @@ class Monitor:
                         feed=item.feed_name,
                         url=entry.url,
                         title=entry.title,
-                        text=_diff_text(entry.entry_id, entry.text, fulltexts),
+                        text=text,
                         published=entry.published,
                         kind=item.kind,
                         previous_title=item.previous_title,
@@ -496,9 +501,7 @@ class Monitor:
             # never a development, also when it was diffed before the start was known.
             story_start = matcher.state.start
             if story_start is not None and self._diff_starts.get(story_id) != story_start:
-                tx.remove_development_sources(
-                    story_id, published_before=diff.background_before(story_start)
-                )
+                tx.remove_development_sources(story_id, published_before=diff.background_before(story_start))
                 self._diff_starts[story_id] = story_start
             if story_items:
                 known = tx.known_developments(story_id)

@@ -539,3 +539,63 @@ def test_the_screen_never_drops_an_item_with_hits() -> None:
         else:
             assert has_hits or title in {"Wetter", "Börse"}
     assert screened == 2  # the two texts without any story term are screened out
+
+
+def test_stories_share_the_per_item_work_with_identical_results() -> None:
+    """Several stories over the same items: the story-independent work (folding, sentences, the
+    diff's sentence analysis) is done once per item and shared; every story's match and diff
+    results are the same as when each story computes everything itself."""
+    from monitor import diff
+    from monitor.diff.novelty import item_sentences
+
+    stories = [
+        (SHIPPED_STORY, SHIPPED_BASELINE),
+        (story(SIM_RULES), BASELINE),
+        (story(keywords=["Budapest", "Gipfel"]), "Gipfel in Budapest: Budapest, Gipfel."),
+        (story(keywords=["Tomahawk", "Marschflugkörper"]), None),
+    ]
+    t0 = datetime(2025, 10, 16, tzinfo=UTC)
+    items = [
+        ("Gipfel in Budapest", BASELINE),
+        (
+            "Rubio und Lawrow telefonieren",
+            "Rubio und Lawrow haben telefoniert. Dmitrijew sprach von Fortschritten.",
+        ),
+        (
+            "Gipfel in Budapest abgesagt",
+            "Trump sagt das Treffen mit Putin in Budapest ab. Der Kreml bedauert das.",
+        ),
+        ("Tomahawks für die Ukraine?", "Selenskyj bittet Trump in Washington um Tomahawk-Marschflugkörper."),
+        ("Wetter", "Morgen regnet es in München."),
+    ]
+
+    def run(shared: bool) -> list[Any]:
+        out: list[Any] = []
+        for st, baseline_text in stories:
+            matcher = compile_story(st, baseline_text)
+            baseline = diff.build_baseline(st.id, baseline_text)
+            matched = []
+            for n, (title, text) in enumerate(items):
+                if not shared:  # each story on its own: nothing left over from the previous one
+                    prepare.cache_clear()
+                    item_sentences.cache_clear()
+                result = matcher.match(title, text, t0 + timedelta(hours=n))
+                out.append(result)
+                if result.matched:
+                    matched.append(diff.StoryItem(n, "f", None, title, text, t0 + timedelta(hours=n), "new"))
+            if not shared:
+                item_sentences.cache_clear()
+            out.append(diff.find_developments(baseline, [], matched, story_start=matcher.state.start))
+        return out
+
+    alone = run(shared=False)
+    prepare.cache_clear()
+    item_sentences.cache_clear()
+    together = run(shared=True)
+    assert together == alone
+    assert sum(1 for r in alone if getattr(r, "matched", False)) >= 6  # the stories did match
+    assert any(isinstance(r, list) and r for r in alone)  # and found developments
+    # Shared: the second story gets the first story's analysis of the item, not a new one.
+    title, text = items[2]
+    assert prepare(title, text) is prepare(title, text)
+    assert item_sentences(title, text) is item_sentences(title, text)

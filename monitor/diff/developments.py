@@ -152,7 +152,7 @@ def _title(item: StoryItem, novel: Sequence[SentenceNovelty]) -> str:
     return text
 
 
-def _sentences_for(item: StoryItem) -> tuple[list[tuple[Sentence, bool]], list[Sentence]]:
+def _sentences_for(item: StoryItem) -> tuple[Sequence[tuple[Sentence, bool]], list[Sentence]]:
     """(sentences to diff, extra reference). An updated item is diffed against its previous
     version: its headline is left out (a corrected headline is not news) and the previous text
     joins the reference, so only what the update added can be novel."""

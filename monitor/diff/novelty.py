@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from monitor.diff.model import Reference, Sentence, analyse, cue_family, split_sentences
 from monitor.text import fold
@@ -137,7 +138,10 @@ def score_sentence(
     )
 
 
-def item_sentences(title: str, text: str) -> list[tuple[Sentence, bool]]:
+# Story-independent: an item that matches several stories is split and analysed once for all of
+# them (the pipeline diffs one feed's items story after story, so a small cache holds them).
+@lru_cache(maxsize=256)
+def item_sentences(title: str, text: str) -> tuple[tuple[Sentence, bool], ...]:
     """The item's sentences (headline first), each once: feeds often repeat the headline."""
     seen: set[str] = set()
     out: list[tuple[Sentence, bool]] = []
@@ -150,7 +154,7 @@ def item_sentences(title: str, text: str) -> list[tuple[Sentence, bool]]:
             continue
         seen.add(key)
         out.append((analyse(raw), is_title))
-    return out
+    return tuple(out)
 
 
 def score_item(

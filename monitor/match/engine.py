@@ -375,6 +375,8 @@ class StoryMatcher:
             _vector(Counter(content_lemmas(baseline_text))) if sim and baseline_text else None
         )
         self.state = StoryState()
+        # Most items of a poll have none of a story's terms: one (immutable) answer for all of them.
+        self._no_terms = MatchResult(story.id, False, 0.0, (), (), reason="no story terms")
 
     @property
     def terms(self) -> CompiledTerms:
@@ -429,11 +431,11 @@ class StoryMatcher:
         A matched item is added to the story state unless ``remember`` is false."""
         story_id = self.story.id
         if not self.terms.could_hit(title or "", text or ""):
-            return MatchResult(story_id, False, 0.0, (), (), reason="no story terms")
+            return self._no_terms
         doc = prepare(title or "", text or "")
         hits = self.terms.hits(doc)
         if not hits:
-            return MatchResult(story_id, False, 0.0, (), (), reason="no story terms")
+            return self._no_terms
         by_sentence: dict[int, set[int]] = {}
         present: set[int] = set()
         for pos, gi, _term in hits:
