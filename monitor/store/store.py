@@ -114,6 +114,23 @@ def _insert_for(engine: Engine, table: Any) -> Any:
     raise StoreError(f"unsupported database dialect {dialect!r}")
 
 
+class PollBatch:
+    """The poll transactions of several feeds in one database transaction (``Store.poll_batch``)."""
+
+    def __init__(self, store: Store, session: Session) -> None:
+        self._store = store
+        self.session = session
+
+    def poll(self, feed_name: str) -> PollTransaction:
+        stmt = select(FeedState).where(FeedState.name == feed_name)
+        if self._store.engine.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()  # serialise re-runs of the same feed across nodes
+        state = self.session.scalars(stmt).first()
+        if state is None:
+            raise StoreError(f"feed {feed_name!r} is not in the database (not configured?)")
+        return PollTransaction(self._store, self.session, state)
+
+
 class PollTransaction:
     """The writes of one feed poll. Obtained from ``Store.poll_transaction``; commits on exit."""
 
@@ -426,21 +443,30 @@ class Store:
         """Make sure every configured (name, url) has a FeedState; a changed configured URL resets
         the feed's redirect target and validators."""
         with self.session() as session:
-            states = {s.name: s for s in session.scalars(select(FeedState))}
+            # Names and URLs only, not FeedState objects: loading every feed's row into the ORM was
+            # most of this method's time, and it runs at every start (~10 ms for 500 feeds).
+            configured: dict[str, str] = dict(session.execute(select(FeedState.name, FeedState.url)).all())
             new_rows = []
             for name, url in feeds:
-                state = states.get(name)
-                if state is None:
+                if name not in configured:
                     new_rows.append(
                         FeedState(name=name, url=url, current_url=url, problems=[]).model_dump(exclude={"id"})
                     )
-                elif state.url != url:
-                    state.url = url
-                    state.current_url = url
-                    state.etag = state.last_modified = state.body_hash = None
-                    state.disabled = False
-                    state.disabled_reason = None
-                    state.next_poll_after = None
+                elif configured[name] != url:
+                    session.execute(
+                        update(FeedState)
+                        .where(FeedState.name == name)
+                        .values(
+                            url=url,
+                            current_url=url,
+                            etag=None,
+                            last_modified=None,
+                            body_hash=None,
+                            disabled=False,
+                            disabled_reason=None,
+                            next_poll_after=None,
+                        )
+                    )
             if new_rows:  # several nodes may start at once: the first insert wins, the rest no-op
                 stmt = _insert_for(self.engine, FeedState).on_conflict_do_nothing(index_elements=["name"])
                 session.execute(stmt, new_rows)
@@ -510,16 +536,18 @@ class Store:
     @contextmanager
     def poll_transaction(self, feed_name: str) -> Iterator[PollTransaction]:
         """One transaction for one poll of one feed; rolled back on any exception."""
+        with self.poll_batch() as batch:
+            yield batch.poll(feed_name)
+
+    @contextmanager
+    def poll_batch(self) -> Iterator[PollBatch]:
+        """One transaction for the polls of several feeds (``batch.poll(name)`` for each), committed
+        together, rolled back together on any exception: group commit for SQLite's single writer,
+        where a transaction per feed rewrote the same index pages once per feed (measured on a first
+        poll of 500 feeds: ~45,000 WAL page writes) and paid a commit each."""
         with self.session() as session:
-            stmt = select(FeedState).where(FeedState.name == feed_name)
-            if self.engine.dialect.name == "postgresql":
-                stmt = stmt.with_for_update()  # serialise re-runs of the same feed across nodes
-            state = session.scalars(stmt).first()
-            if state is None:
-                raise StoreError(f"feed {feed_name!r} is not in the database (not configured?)")
-            tx = PollTransaction(self, session, state)
             try:
-                yield tx
+                yield PollBatch(self, session)
                 session.commit()
             except BaseException:
                 session.rollback()
