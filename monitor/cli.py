@@ -15,17 +15,19 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from monitor.baseline import BaselineError
-from monitor.config import Config, ConfigError, config_path_from, load_config
 from monitor.logs import setup_logging
 
-# Imports are kept out of this module's top level (and out of the commands' modules) unless every
-# command needs them: SQLAlchemy, httpx, the parsers, matching, diffing and rich are imported by the
-# command that uses them, so `monitor poll` in which nothing changed does not pay for them.
+if TYPE_CHECKING:
+    from monitor.config import Config
+
+# Imports are kept out of this module's top level (and out of the commands' modules): the config
+# (pydantic), SQLAlchemy, httpx, the parsers, matching, diffing and rich are imported by the command
+# that uses them, so `monitor poll` in which nothing changed does not pay for what it does not use,
+# and `monitor --help` pays for none of it.
 # tests/test_cli_startup.py checks which modules a warm poll leaves unimported.
 
 log = logging.getLogger("monitor")
@@ -77,6 +79,8 @@ class State:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from monitor.config import ConfigError, config_path_from, load_config
+
             path = config_path_from(self.config_path)
             try:
                 self._config = load_config(path)
@@ -92,9 +96,12 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, BaselineError) as exc:
-            _fail(str(exc), EXIT_CONFIG)
         except Exception as exc:
+            from monitor.baseline import BaselineError
+            from monitor.config import ConfigError
+
+            if isinstance(exc, ConfigError | BaselineError):
+                _fail(str(exc), EXIT_CONFIG)
             from monitor.store import StoreError
 
             if isinstance(exc, StoreError):
