@@ -78,6 +78,20 @@ class _PendingWrite:
     error: BaseException | None = None
 
 
+@dataclass(slots=True)
+class _PollWrite:
+    """A poll's write transaction waiting for the group commit (``Monitor._flush_poll_writes``)."""
+
+    args: tuple[Any, ...]  # (name, result, parsed, body_hash, slot, fulltexts) for _write_poll
+    done: anyio.Event = field(default_factory=anyio.Event)
+    report: FeedPollReport | None = None
+    error: BaseException | None = None
+
+
+# Feeds written in one group-commit transaction at most (bounds its size and the time it holds
+# SQLite's write lock against the alert worker and the CLI).
+GROUP_COMMIT_MAX = 64
+
 _last_trim = 0.0
 
 
@@ -113,6 +127,10 @@ def _diff_text(entry_id: str, text: str, fulltexts: dict[str, FullText] | None) 
     return fulltext.text if fulltext is not None and fulltext.text else text
 
 
+# A poll with at least this many never-polled feeds starts the parse workers up front.
+PRESTART_PARSE_POOL = 32
+
+
 class Monitor:
     """The monitor's API. ``async with Monitor(config) as m: await m.poll()``."""
 
@@ -137,6 +155,12 @@ class Monitor:
         self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
         self._not_modified_queue: list[_PendingWrite] = []
         self._not_modified_flushing = False
+        # SQLite has one writer: polls are written in group commits (_flush_poll_writes). On
+        # PostgreSQL each feed keeps its own transaction: its row lock and the per-story lock are
+        # held for one feed, not for a batch, so other nodes are not held up.
+        self._group_commit = is_sqlite(config.database)
+        self._write_queue: list[_PollWrite] = []
+        self._write_flushing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -214,8 +238,14 @@ class Monitor:
                 progress(report)
 
         # One query for every feed's state instead of one per feed (see _poll_feed).
+        wanted = set(names)
+        never_polled = 0
         for state in await anyio.to_thread.run_sync(self.store.feed_states):
             self._prefetched_states[state.name] = state
+            never_polled += state.name in wanted and state.last_polled_at is None
+        if never_polled >= PRESTART_PARSE_POOL:
+            # A first poll of many feeds parses every one: start the parse workers while fetching.
+            self.parse_pool.prestart()
         try:
             async with anyio.create_task_group() as tg:
                 for name in names:
@@ -287,9 +317,65 @@ class Monitor:
             if report is not None:
                 return report
         fulltexts = await self._fetch_fulltexts(name, parsed)
-        return await anyio.to_thread.run_sync(
-            self._write_poll, name, result, parsed, body_hash, slot, fulltexts, limiter=self._db_limiter
-        )
+        if not self._group_commit:
+            return await anyio.to_thread.run_sync(
+                self._write_poll, name, result, parsed, body_hash, slot, fulltexts, limiter=self._db_limiter
+            )
+        job = _PollWrite((name, result, parsed, body_hash, slot, fulltexts))
+        self._write_queue.append(job)
+        if not self._write_flushing:
+            await self._flush_poll_writes()
+        await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.report is not None
+        return job.report
+
+    async def _flush_poll_writes(self) -> None:
+        """Group commit (SQLite): whoever finds no flush running writes every queued poll, up to
+        ``GROUP_COMMIT_MAX`` feeds per transaction, until the queue is empty; polls that queue
+        meanwhile go into the next transaction."""
+        self._write_flushing = True
+        batch: list[_PollWrite] = []
+        try:
+            while self._write_queue:
+                batch = self._write_queue[:GROUP_COMMIT_MAX]
+                del self._write_queue[:GROUP_COMMIT_MAX]
+                await anyio.to_thread.run_sync(self._write_poll_batch, batch, limiter=self._db_limiter)
+                for job in batch:
+                    job.done.set()
+                batch = []
+        except BaseException as exc:
+            # Cancelled (shutdown) or the database failed outside any one feed's writes: not known
+            # whether it committed, so every waiting poll reports the failure; none writes twice.
+            error = StoreError(f"writing polls failed: {exc!r}")
+            for job in batch + self._write_queue:
+                if not job.done.is_set():
+                    job.error = error
+                    job.done.set()
+            self._write_queue = []
+            raise
+        finally:
+            self._write_flushing = False
+
+    def _write_poll_batch(self, jobs: list[_PollWrite]) -> None:
+        """The polls of ``jobs`` in one transaction. If any of them raises, the transaction rolls
+        back and each poll is written on its own, so one bad feed fails only itself."""
+        if len(jobs) > 1:
+            try:
+                with self.store.poll_batch() as batch:
+                    reports = [self._write_poll_in(batch.poll(job.args[0]), *job.args) for job in jobs]
+            except Exception:  # redone one by one below, where each error is reported
+                log.debug("group commit failed; writing the polls one by one", exc_info=True)
+            else:
+                for job, report in zip(jobs, reports, strict=True):
+                    job.report = report
+                return
+        for job in jobs:
+            try:
+                job.report = self._write_poll(*job.args)
+            except Exception as exc:  # raised from that feed's poll_feed
+                job.error = exc
 
     async def _write_not_modified(
         self, state: Any, result: FetchResult, body_hash: str | None, slot: datetime | None
@@ -394,24 +480,36 @@ class Monitor:
         fulltexts: dict[str, FullText] | None = None,
     ) -> FeedPollReport:
         with self.store.poll_transaction(name) as tx:
-            if slot is not None:
-                # The feed row is locked (FOR UPDATE on PostgreSQL): this check and the write commit
-                # together, so each slot is committed once across the cluster, re-runs included.
-                if tx.state.last_slot is not None and tx.state.last_slot >= slot:
-                    return FeedPollReport(name, "skipped", error="this schedule slot was already polled")
-                tx.state.last_slot = slot
-            report = FeedPollReport(name, "ok", http_status=result.status)
-            self._update_health(tx, result, parsed, body_hash, report)
-            if parsed is not None and parsed.is_feed:
-                changed = tx.upsert_entries(parsed.entries)
-                report.new = sum(1 for c in changed if c.kind == "new")
-                report.updated = len(changed) - report.new
-                for item in changed:
-                    fulltext = (fulltexts or {}).get(item.entry.entry_id)
-                    if fulltext is not None:
-                        tx.set_fulltext(item.item_id, fulltext.text, fulltext.status)
-                self._match_and_diff(tx, changed, report, fulltexts)
-            return report
+            return self._write_poll_in(tx, name, result, parsed, body_hash, slot, fulltexts)
+
+    def _write_poll_in(
+        self,
+        tx: PollTransaction,
+        name: str,
+        result: FetchResult,
+        parsed: ParsedFeed | None,
+        body_hash: str | None,
+        slot: datetime | None = None,
+        fulltexts: dict[str, FullText] | None = None,
+    ) -> FeedPollReport:
+        if slot is not None:
+            # The feed row is locked (FOR UPDATE on PostgreSQL): this check and the write commit
+            # together, so each slot is committed once across the cluster, re-runs included.
+            if tx.state.last_slot is not None and tx.state.last_slot >= slot:
+                return FeedPollReport(name, "skipped", error="this schedule slot was already polled")
+            tx.state.last_slot = slot
+        report = FeedPollReport(name, "ok", http_status=result.status)
+        self._update_health(tx, result, parsed, body_hash, report)
+        if parsed is not None and parsed.is_feed:
+            changed = tx.upsert_entries(parsed.entries)
+            report.new = sum(1 for c in changed if c.kind == "new")
+            report.updated = len(changed) - report.new
+            for item in changed:
+                fulltext = (fulltexts or {}).get(item.entry.entry_id)
+                if fulltext is not None:
+                    tx.set_fulltext(item.item_id, fulltext.text, fulltext.status)
+            self._match_and_diff(tx, changed, report, fulltexts)
+        return report
 
     def _update_health(
         self,

@@ -72,6 +72,7 @@ def test_fast_path_feeds_never_start_the_pool() -> None:
     try:
         assert anyio.run(_parse_all, pool, bodies) == _reference(bodies)
         assert (pool.parsed_fast, pool.parsed_in_pool, pool.parsed_in_thread) == (12, 0, 0)
+        assert pool.parsed_by_workers == 0
         assert pool._executor is None
     finally:
         pool.close()
@@ -153,3 +154,20 @@ def test_fast_path_and_fallback_give_the_reference_result() -> None:
         assert parse_document(body, "https://z.example/rss", FETCHED_AT, CTYPE) == parse_feed(
             body, url="https://z.example/rss", fetched_at=FETCHED_AT, content_type=CTYPE
         )
+
+
+def test_a_prestarted_pool_takes_fast_parses_off_the_main_process() -> None:
+    bodies = [_feed(i, slow=False) for i in range(12)]
+    pool = ParsePool(workers=2)
+    try:
+        pool.prestart()
+        assert pool.running
+        results = anyio.run(_parse_all, pool, bodies)
+        assert results == _reference(bodies)
+        # Every document taken by the fast parser, all but the first of the burst in a worker.
+        assert (pool.parsed_fast, pool.parsed_in_pool, pool.parsed_in_thread) == (12, 0, 0)
+        assert pool.parsed_by_workers >= 11
+        executor = pool._executor
+        assert executor is not None and len(executor._processes) == 2  # type: ignore[attr-defined]
+    finally:
+        pool.close()

@@ -1,0 +1,76 @@
+"""Group commit on SQLite (``Monitor._flush_poll_writes`` -> ``Store.poll_batch``): many feeds' poll
+writes in one transaction, with the same results as one transaction per feed, and one feed that
+fails its write fails only itself."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlmodel import func, select
+
+from monitor.fetch import FetchResult
+from monitor.parse import parse_feed
+from monitor.pipeline import _PollWrite
+from monitor.store import Item, StoreError
+from tests.feeds import FakeEntry, rss
+from tests.misbehaving import monitor_config, running_monitor
+from tests.servers import FeedServer
+
+
+def _feed(i: int) -> str:
+    return rss(
+        [
+            FakeEntry(
+                f"f{i}-{j}", f"Gipfel in Budapest: Meldung {j} aus Quelle {i}", f"Text {j} über Straßen."
+            )
+            for j in range(5)
+        ]
+    )
+
+
+def test_a_poll_of_many_changed_feeds_stores_every_item_once(tmp_path: Path) -> None:
+    with FeedServer() as server:
+        names = [f"quelle{i}" for i in range(30)]
+        for i, name in enumerate(names):
+            server.put(f"/{name}.xml", _feed(i))
+        feeds = [{"name": n, "url": server.url(f"/{n}.xml")} for n in names]
+        with running_monitor(monitor_config(tmp_path, feeds)) as (monitor, portal):
+            assert monitor._group_commit  # SQLite
+            summary = portal.call(monitor.poll)
+            assert [r.status for r in summary.reports] == ["ok"] * 30
+            assert [r.new for r in summary.reports] == [5] * 30
+            with monitor.store.session() as session:
+                assert session.scalar(select(func.count()).select_from(Item)) == 150
+            for name in names:
+                state = monitor.store.feed_state(name)
+                assert state is not None and state.polls_total == 1 and state.items_total == 5
+
+
+def test_one_failing_write_fails_only_its_own_feed(tmp_path: Path) -> None:
+    with FeedServer() as server:
+        for name in ("a", "b"):
+            server.put(f"/{name}.xml", _feed(ord(name)))
+        feeds = [{"name": n, "url": server.url(f"/{n}.xml")} for n in ("a", "b")]
+        with running_monitor(monitor_config(tmp_path, feeds)) as (monitor, portal):
+            portal.call(monitor.poll)  # creates the rows; nothing new below for a and b
+
+            def job(name: str, i: int) -> _PollWrite:
+                body = _feed(100 + i).encode()
+                result = FetchResult(url=f"http://x/{name}", final_url=f"http://x/{name}")
+                result.status, result.body = 200, body
+                parsed = parse_feed(body, url=result.final_url, fetched_at=datetime.now(UTC))
+                return _PollWrite((name, result, parsed, f"hash{i}", None, None))
+
+            # "gone" is not in the database: its write raises; the batch is redone feed by feed.
+            jobs = [job("a", 1), job("gone", 2), job("b", 3)]
+            monitor._write_poll_batch(jobs)
+            assert jobs[0].error is None and jobs[2].error is None
+            assert jobs[0].report is not None and jobs[0].report.new == 5
+            assert jobs[2].report is not None and jobs[2].report.new == 5
+            assert isinstance(jobs[1].error, StoreError) and jobs[1].report is None
+            with monitor.store.session() as session:
+                assert session.scalar(select(func.count()).select_from(Item)) == 20
+            with pytest.raises(StoreError):
+                monitor._write_poll("gone", *jobs[1].args[1:])
