@@ -86,6 +86,8 @@ class State:
                 self._config = load_config(path)
             except ConfigError as exc:
                 _fail(str(exc), EXIT_CONFIG)
+            # Every command reads the config before its real work: the collector is on from here.
+            _freeze_long_lived_objects()
         return self._config
 
 
@@ -130,12 +132,14 @@ _own_process = False
 def _freeze_long_lived_objects() -> None:
     """Move every object alive now (modules, classes, SQLAlchemy metadata, the config: several
     hundred thousand objects, nearly all of them kept until exit) out of the cyclic garbage
-    collector's generations (``gc.freeze``). Every full collection traverses them otherwise: during
-    the poll, and the collections of interpreter shutdown, which took ~0.2 s of CPU after a warm
-    `monitor poll` (measured: bench/README.md, fourth round). Only in the command's own process:
-    in a host (tests with CliRunner) frozen objects would never be collected."""
+    collector's generations (``gc.freeze``), and turn the collector on (``main`` turns it off for
+    start-up). Every full collection traverses them otherwise: while start-up creates them (~60 ms
+    of a warm `monitor poll`'s imports), during the poll, and in the collections of interpreter
+    shutdown (~0.2 s of CPU after a warm poll; bench/README.md, fourth round). Only in the command's
+    own process: in a host (tests with CliRunner) frozen objects would never be collected."""
     if _own_process:
         gc.freeze()
+        gc.enable()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -404,12 +408,16 @@ cli.add_command(_story_group)
 def main() -> None:
     global _own_process
     _own_process = True
-    # At exit, the interpreter's last garbage collections would traverse every object still alive
-    # (~0.2 s after a poll) only to free memory the process is about to return anyway. Objects with
-    # cleanup to do (database connections, HTTP sessions, log handlers) are closed explicitly
-    # before this runs: the commands close what they open, logging flushes in its own atexit hook.
+    # Start-up allocates objects that live until exit (imports, the config); the cyclic collector
+    # is off while they are created and back on, with them frozen, once the command has read its
+    # config (``_freeze_long_lived_objects``). At exit, the interpreter's last collections would
+    # traverse every object still alive only to free memory the process is about to return anyway:
+    # frozen first. What has cleanup to do (database connections, HTTP sessions, log handlers) is
+    # closed explicitly before: the commands close what they open, logging flushes in its own
+    # atexit hook.
     import atexit
 
+    gc.disable()
     atexit.register(_freeze_long_lived_objects)
     cli(prog_name="monitor")
 

@@ -62,15 +62,16 @@ NOT_FOR_IMPORTING_THE_CLI = (
 # The names of the loaded modules (a None entry in sys.modules is an import refused, not a module).
 LOADED = "sorted(name for name, module in sys.modules.items() if module is not None)"
 
-# Runs the command like the console script does, then writes the names of the loaded modules.
+# Runs the command like the console script does, then writes the names of the loaded modules and
+# whether the garbage collector is on (main() turns it off for start-up only).
 RUN_AND_LIST_MODULES = f"""
-import json, os, sys
+import gc, json, os, sys
 from monitor.cli import main
 try:
     main()
 finally:
     with open(os.environ["MODULES_OUT"], "w") as fh:
-        json.dump({LOADED}, fh)
+        json.dump({{"modules": {LOADED}, "gc_enabled": gc.isenabled()}}, fh)
 """
 
 
@@ -120,6 +121,7 @@ def test_a_warm_poll_imports_nothing_it_does_not_use(tmp_path: Path) -> None:
         )
     assert warm.returncode == 0, warm.stderr
     assert [f["status"] for f in json.loads(warm.stdout)["feeds"]] == ["not_modified", "not_modified"]
-    modules = json.loads(modules_out.read_text())
-    assert "monitor.pipeline" in modules  # the list is the poll's, not an empty start
-    assert _loaded(modules, NOT_FOR_A_WARM_POLL) == []
+    after = json.loads(modules_out.read_text())
+    assert "monitor.pipeline" in after["modules"]  # the list is the poll's, not an empty start
+    assert _loaded(after["modules"], NOT_FOR_A_WARM_POLL) == []
+    assert after["gc_enabled"]  # off for start-up only
