@@ -41,7 +41,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # A checkpoint every ~40 MB of WAL instead of every 4 MB: a first poll of hundreds of feeds
+    # otherwise checkpoints (and fsyncs) dozens of times, copying the same hot pages each time.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    # Statement journals (every multi-row INSERT inside a larger transaction keeps one) in memory,
+    # not in /var/tmp files: they were half of a first poll's page writes (~50,000 of ~94,000).
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
