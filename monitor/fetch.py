@@ -250,6 +250,31 @@ def _check_peer(url: str, response: httpx.Response) -> None:
         _check_address(url, str(peer[0]))
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that stays empty."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _StatelessClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that keeps no cookies between requests, like rss2email and Miniflux:
+    a poll is the same request every time, one outlet's cookies never ride along to another, and
+    the jar's work per response (~0.13 ms of CPU: urllib request/response shims, even for a 304
+    without ``Set-Cookie``) is a quarter of what a conditional GET costs here."""
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        pass
+
+
+_NO_COOKIES = _NoCookies()
+
+
 class Fetcher:
     """Owns the HTTP client. Use as ``async with Fetcher(config) as fetcher``."""
 
@@ -296,7 +321,7 @@ class Fetcher:
             connect=min(self.config.connect_timeout, self.config.timeout),
             read=min(self.config.read_timeout, self.config.timeout),
         )
-        return httpx.AsyncClient(
+        return _StatelessClient(
             http2=True,
             limits=limits,
             timeout=timeout,

@@ -99,3 +99,19 @@ def test_transport_errors_are_httpx_errors() -> None:
                 await client.get("http://127.0.0.1:9/unreachable", timeout=2)
 
     anyio.run(main)
+
+
+def test_no_cookies_are_kept_between_requests() -> None:
+    with FeedServer() as server:
+        server.put("/a.xml", "<rss/>", headers={"Set-Cookie": "consent=yes; Path=/"})
+
+        async def main() -> None:
+            async with Fetcher(FetchConfig()) as fetcher:
+                first = await fetcher.fetch_feed(server.url("/a.xml"))
+                second = await fetcher.fetch_feed(server.url("/a.xml"))
+            assert first.status == second.status == 200
+
+        anyio.run(main)
+        requests = server.requests_for("/a.xml")
+        assert len(requests) == 2
+        assert "Cookie" not in requests[1].headers and "cookie" not in requests[1].headers
