@@ -108,3 +108,47 @@ def test_an_updated_item_that_no_longer_matches_leaves_its_development(
     assert project.cli("poll").exit_code == 0
     assert project.cli("items", "--json").json() == []
     assert project.cli("developments", "--json").json() == []
+
+
+def test_a_batch_sees_its_own_developments_as_a_fresh_read_would(tmp_path) -> None:
+    """``known_developments`` is read once per batch transaction and kept current by the batch's
+    own writes (PollBatch.known): after every write it equals what a fresh query returns."""
+    store = Store(f"sqlite:///{tmp_path / 'monitor.sqlite3'}")
+    try:
+        store.create_schema()
+        store.sync_feeds([("kurier", "https://example.org/a.xml"), ("bote", "https://example.org/b.xml")])
+        with store.poll_batch() as batch:
+            first, second = batch.poll("kurier"), batch.poll("bote")
+            ids = {
+                c.entry.entry_id: c.item_id
+                for c in first.upsert_entries(
+                    [
+                        _entry("early", T.CANCELLATION_TITLE, T.CANCELLATION, T0 - timedelta(days=2)),
+                        _entry("later", T.SANCTIONS_TITLE, T.SANCTIONS, T0),
+                    ]
+                )
+            }
+
+            def fresh() -> list:
+                return store._known_developments(batch.session, "graz-gipfel")
+
+            def record(key: str, first_seen: datetime, *items: str) -> DevelopmentRecord:
+                sources = [SourceRecord(ids[i], ["Satz."]) for i in items]
+                return DevelopmentRecord("graz-gipfel", key, key, 1.0, ["Satz."], [], sources, first_seen)
+
+            assert first.known_developments("graz-gipfel") == [] == fresh()
+            first.add_development(record("d-later", T0, "later"), [])
+            # the other feed's transaction in the same batch sees it, in first-seen order
+            second.add_development(record("d-early", T0 - timedelta(days=2), "early"), [])
+            assert [d.key for d in second.known_developments("graz-gipfel")] == ["d-early", "d-later"]
+            assert second.known_developments("graz-gipfel") == fresh()
+            first.add_development(record("d-nosources", T0), [])  # no sources: not known
+            assert first.known_developments("graz-gipfel") == fresh()
+            second.remove_development_sources("graz-gipfel", [ids["later"]])
+            assert [d.key for d in first.known_developments("graz-gipfel")] == ["d-early"]
+            assert first.known_developments("graz-gipfel") == fresh()
+            first.add_development(record("d-later", T0, "early"), [])  # sources again: known again
+            assert [d.key for d in second.known_developments("graz-gipfel")] == ["d-early", "d-later"]
+            assert second.known_developments("graz-gipfel") == fresh()
+    finally:
+        store.close()

@@ -120,6 +120,10 @@ class PollBatch:
     def __init__(self, store: Store, session: Session) -> None:
         self._store = store
         self.session = session
+        # Per story, its developments as this transaction sees them (SQLite only: read once per
+        # batch, kept current by add_development, dropped by whatever could change it otherwise).
+        # On PostgreSQL every feed has its own batch and reads them under the story lock.
+        self.known: dict[str, list[KnownDevelopment]] = {}
 
     def poll(self, feed_name: str) -> PollTransaction:
         stmt = select(FeedState).where(FeedState.name == feed_name)
@@ -128,16 +132,19 @@ class PollBatch:
         state = self.session.scalars(stmt).first()
         if state is None:
             raise StoreError(f"feed {feed_name!r} is not in the database (not configured?)")
-        return PollTransaction(self._store, self.session, state)
+        return PollTransaction(self._store, self.session, state, self)
 
 
 class PollTransaction:
     """The writes of one feed poll. Obtained from ``Store.poll_transaction``; commits on exit."""
 
-    def __init__(self, store: Store, session: Session, state: FeedState) -> None:
+    def __init__(
+        self, store: Store, session: Session, state: FeedState, batch: PollBatch | None = None
+    ) -> None:
         self._store = store
         self.session = session
         self.state = state
+        self._known = batch.known if batch is not None else {}
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -235,16 +242,7 @@ class PollTransaction:
         ]
         if not rows:
             return
-        stmt = _insert_for(self._store.engine, StoryMatch)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["story_id", "item_id"],
-            set_={
-                "score": stmt.excluded.score,
-                "terms": stmt.excluded.terms,
-                "evidence": stmt.excluded.evidence,
-            },
-        )
-        self.session.execute(stmt, rows)
+        self.session.execute(self._store.statement("match_upsert"), rows)
 
     def remove_matches(self, item_ids: Iterable[int], story_id: str) -> None:
         """An updated item that no longer matches leaves the story."""
@@ -297,6 +295,7 @@ class PollTransaction:
         )
         if not affected:
             return []
+        self._known.pop(story_id, None)
         self.session.execute(
             delete(DevelopmentSource).where(DevelopmentSource.development_id.in_(affected), or_(*conditions))
         )
@@ -328,19 +327,19 @@ class PollTransaction:
             self.session.execute(
                 text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("monitor.story", story_id)}
             )
-        return self._store._known_developments(self.session, story_id)
+        known = self._known.get(story_id)
+        if known is None:
+            known = self._known[story_id] = self._store._known_developments(self.session, story_id)
+        return list(known)
 
     def add_development(self, record: DevelopmentRecord, channels: Sequence[str]) -> tuple[int, bool]:
         """Store a development (or add sources to the existing one with the same key) and, for a
         new development, one outbox delivery per channel, in this transaction.
         Returns (development id, created)."""
         session = self.session
-        dev_stmt = _insert_for(self._store.engine, Development).on_conflict_do_nothing(
-            index_elements=["story_id", "key"]
-        )
         now = utcnow()
         created_id = session.execute(
-            dev_stmt.returning(Development.id),
+            self._store.statement("development_insert"),
             [
                 {
                     "story_id": record.story_id,
@@ -358,7 +357,23 @@ class PollTransaction:
         created = created_id is not None
         if created:
             dev_id = int(created_id)
+            known = self._known.get(record.story_id)
+            if known is not None and record.sources:  # known = has sources (_has_sources)
+                known.append(
+                    KnownDevelopment(
+                        dev_id,
+                        record.story_id,
+                        record.key,
+                        record.title,
+                        list(record.novel),
+                        list(record.terms),
+                        record.first_seen,
+                    )
+                )
+                known.sort(key=lambda d: (d.first_seen, d.id))  # as _known_developments orders them
         else:
+            # Sources added to an existing development: one that had none becomes known again.
+            self._known.pop(record.story_id, None)
             dev_id = session.execute(
                 select(Development.id).where(
                     Development.story_id == record.story_id, Development.key == record.key
@@ -366,11 +381,8 @@ class PollTransaction:
             ).scalar_one()
             session.execute(update(Development).where(Development.id == dev_id).values(updated_at=now))
         if record.sources:
-            src_stmt = _insert_for(self._store.engine, DevelopmentSource).on_conflict_do_nothing(
-                index_elements=["development_id", "item_id"]
-            )
             session.execute(
-                src_stmt,
+                self._store.statement("source_insert"),
                 [
                     {
                         "development_id": dev_id,
@@ -417,6 +429,38 @@ class Store:
     def __init__(self, url: str, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
+        self._statements: dict[str, Any] = {}
+
+    def statement(self, name: str) -> Any:
+        """The upsert statements of the poll transaction, built once per store: building one (and
+        its cache key) per feed and story was a tenth of a first poll's write time with 5 stories."""
+        stmt = self._statements.get(name)
+        if stmt is None:
+            engine = self.engine
+            if name == "match_upsert":
+                stmt = _insert_for(engine, StoryMatch)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["story_id", "item_id"],
+                    set_={
+                        "score": stmt.excluded.score,
+                        "terms": stmt.excluded.terms,
+                        "evidence": stmt.excluded.evidence,
+                    },
+                )
+            elif name == "development_insert":
+                stmt = (
+                    _insert_for(engine, Development)
+                    .on_conflict_do_nothing(index_elements=["story_id", "key"])
+                    .returning(Development.id)
+                )
+            elif name == "source_insert":
+                stmt = _insert_for(engine, DevelopmentSource).on_conflict_do_nothing(
+                    index_elements=["development_id", "item_id"]
+                )
+            else:
+                raise KeyError(name)
+            self._statements[name] = stmt
+        return stmt
 
     def create_schema(self) -> None:
         """Bring the schema up to date: the migrations, under a lock (monitor.store.migrate)."""
