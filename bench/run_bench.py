@@ -105,6 +105,14 @@ CACHE = OUT / "cache"
 
 def warm_monitor_cache(args: argparse.Namespace) -> None:
     python = Path(args.monitor).parent / "python"
+    # Bytecode for the monitor's own modules, as `pip install .` (and the peers' installs) write at
+    # install time: an editable install compiles on first import, and where PYTHONDONTWRITEBYTECODE
+    # is set (this machine sets it) it would recompile every module on every start (~35 ms).
+    compile_code = (
+        "import compileall, pathlib, monitor; "
+        "compileall.compile_dir(pathlib.Path(monitor.__file__).parent, quiet=1)"
+    )
+    subprocess.run([str(python), "-c", compile_code], check=True)
     code = "from monitor import lexicon; lexicon._load()"
     started = time.time()
     subprocess.run([str(python), "-c", code], env={**os.environ, "MONITOR_CACHE_DIR": str(CACHE)}, check=True)
