@@ -17,22 +17,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio import CapacityLimiter
 
-from monitor import diff, health
+from monitor import health
 from monitor.baseline import fetch_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
-from monitor.fulltext import FullText, fetch_many
-from monitor.match import MatchResult, StoryMatcher, compile_story
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.parse_pool import ParsePool
 from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, StoreError, is_sqlite
 from monitor.store.models import FeedState
 from monitor.store.pending import changed_entry_ids
+
+if TYPE_CHECKING:  # imported where used: a poll in which nothing changed never needs them
+    from monitor import diff
+    from monitor.fulltext import FullText
+    from monitor.match import MatchResult, StoryMatcher
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +187,9 @@ class Monitor:
 
     def _stories(self) -> dict[str, StoryMatcher]:
         """The compiled story matchers (and ``self.baselines``), built once, from any thread."""
+        from monitor import diff
+        from monitor.match import compile_story
+
         with self._compile_lock:
             if len(self.matchers) < len(self.config.stories):
                 for story in self.config.stories:
@@ -460,6 +466,8 @@ class Monitor:
             if pending.get(e.entry_id) == "new"
             and any(m.candidate(e.title, e.text) for m in matchers.values())
         ]
+        from monitor.fulltext import fetch_many
+
         return await fetch_many(self.fetcher, wanted) if wanted else {}
 
     def _parse(self, result: FetchResult) -> ParsedFeed:
@@ -550,6 +558,8 @@ class Monitor:
     ) -> None:
         if not changed or not self.config.stories:
             return
+        from monitor import diff
+
         matched_ids: set[int] = set()
         # Match on the article text when the full-text stage fetched it (teaser feeds); chosen once
         # per item for all stories. The per-item analysis the stories share (folding, sentences,

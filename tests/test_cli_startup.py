@@ -39,6 +39,9 @@ NOT_FOR_A_WARM_POLL = (
     "monitor.alert",
     "monitor.web",
     "monitor.scheduler",
+    "monitor.diff",  # matching, diffing and full text: only for new or changed items
+    "monitor.match",
+    "monitor.fulltext",
 )
 
 # `monitor --help` pays for none of it: not the config either (pydantic).
