@@ -115,3 +115,64 @@ def test_no_cookies_are_kept_between_requests() -> None:
         requests = server.requests_for("/a.xml")
         assert len(requests) == 2
         assert "Cookie" not in requests[1].headers and "cookie" not in requests[1].headers
+
+
+@pytest.fixture
+def https_feed(tmp_path):  # type: ignore[no-untyped-def]
+    """An HTTPS server on 127.0.0.1 with a certificate from a test CA (trustme); yields
+    (url, path of the CA's PEM file)."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = "<rss><channel><title>Sicher übertragen</title></channel></rss>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/feed.xml", ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_https_verifies_certificates(https_feed, monkeypatch: pytest.MonkeyPatch, http2: bool) -> None:  # type: ignore[no-untyped-def]
+    url, ca_file = https_feed
+
+    async def fetch() -> object:
+        async with Fetcher(FetchConfig(http2=http2)) as fetcher:
+            return await fetcher.fetch_feed(url)
+
+    # The test CA is not among the trusted ones: refused, with the reason.
+    refused = anyio.run(fetch)
+    assert refused.status is None and refused.error_kind == "connect"  # type: ignore[attr-defined]
+    assert "certificate" in (refused.error or "").lower()  # type: ignore[attr-defined]
+    # SSL_CERT_FILE names the CA bundle to trust (a private CA): fetched.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    fetched = anyio.run(fetch)
+    assert fetched.status == 200, fetched.error  # type: ignore[attr-defined]
+    assert "Sicher übertragen".encode() in fetched.body  # type: ignore[attr-defined]
