@@ -357,7 +357,8 @@ class Monitor:
             error = StoreError(f"writing polls failed: {exc!r}")
             for job in batch + self._write_queue:
                 if not job.done.is_set():
-                    job.error = error
+                    if job.report is None and job.error is None:  # else it ran to the end
+                        job.error = error
                     job.done.set()
             self._write_queue = []
             raise
