@@ -250,31 +250,6 @@ def _check_peer(url: str, response: httpx.Response) -> None:
         _check_address(url, str(peer[0]))
 
 
-class _NoCookies(httpx.Cookies):
-    """A cookie jar that stays empty."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-class _StatelessClient(httpx.AsyncClient):
-    """An ``httpx.AsyncClient`` that keeps no cookies between requests, like rss2email and Miniflux:
-    a poll is the same request every time, one outlet's cookies never ride along to another, and
-    the jar's work per response (~0.13 ms of CPU: urllib request/response shims, even for a 304
-    without ``Set-Cookie``) is a quarter of what a conditional GET costs here."""
-
-    @property  # type: ignore[override]
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, value: object) -> None:
-        pass
-
-
-_NO_COOKIES = _NoCookies()
-
-
 class Fetcher:
     """Owns the HTTP client. Use as ``async with Fetcher(config) as fetcher``."""
 
@@ -282,20 +257,34 @@ class Fetcher:
         """``transport`` (a test seam or another wire) serves feeds and articles alike; by default
         feeds go through monitor/http_transport.py (aiohttp; httpx's own wire with HTTP/2 when
         ``fetch.http2``), and article links through a session that connects only to public
-        addresses unless ``fetch.allow_private_addresses``."""
+        addresses unless ``fetch.allow_private_addresses``.
+
+        Requests are ``httpx.Request`` objects handed to the transport directly, not sent through
+        an ``httpx.AsyncClient``: the fetch stage does itself what it needs of a client (headers,
+        timeouts, redirects by hand, no cookies — as rss2email and Miniflux, one outlet's cookies
+        never ride along to another), and the client's per-request machinery (URL and header
+        merging, the cookie jar's urllib shims, auth and redirect layers) was ~0.2 ms of a
+        ~0.5 ms conditional GET (measured over the bench's 500 feeds)."""
         self.config = config
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._article_client: httpx.AsyncClient | None = None
+        self._injected = transport
+        self._feeds: httpx.AsyncBaseTransport | None = None
+        self._articles: httpx.AsyncBaseTransport | None = None
         self._global = asyncio.Semaphore(config.concurrency)
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(config.per_host)
         )
+        self._headers = {"User-Agent": user_agent(config), "Accept-Encoding": ACCEPT_ENCODING}
+        self._timeouts = {
+            "connect": min(config.connect_timeout, config.timeout),
+            "read": min(config.read_timeout, config.timeout),
+            "write": config.timeout,
+            "pool": config.timeout,
+        }
 
     def _transports(self) -> tuple[httpx.AsyncBaseTransport, httpx.AsyncBaseTransport | None]:
         """The feed transport and, when articles need their own, the article transport."""
-        if self._transport is not None:
-            return self._transport, None
+        if self._injected is not None:
+            return self._injected, None
         if self.config.http2:
             from monitor.http_pool import ShardedTransport
 
@@ -310,38 +299,22 @@ class Fetcher:
 
         return feeds, AiohttpTransport(max_connections=self.config.concurrency, address_check=_check_address)
 
-    def _new_client(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
-        limits = httpx.Limits(
-            max_connections=self.config.concurrency,
-            max_keepalive_connections=self.config.concurrency,
-            keepalive_expiry=30.0,
-        )
-        timeout = httpx.Timeout(
-            self.config.timeout,
-            connect=min(self.config.connect_timeout, self.config.timeout),
-            read=min(self.config.read_timeout, self.config.timeout),
-        )
-        return _StatelessClient(
-            http2=True,
-            limits=limits,
-            timeout=timeout,
-            follow_redirects=False,  # followed by hand: permanent redirects and address checks
-            headers={"User-Agent": user_agent(self.config), "Accept-Encoding": ACCEPT_ENCODING},
-            transport=transport,
-            trust_env=False,
-        )
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        """The transport feeds are fetched through (while open)."""
+        return self._feeds
 
     async def __aenter__(self) -> Fetcher:
-        feeds, articles = self._transports()
-        self._client = self._new_client(feeds)
-        self._article_client = self._new_client(articles) if articles is not None else None
+        self._feeds, self._articles = self._transports()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for client in (self._client, self._article_client):
-            if client is not None:
-                await client.aclose()
-        self._client = self._article_client = None
+        feeds, articles = self._feeds, self._articles
+        self._feeds = self._articles = None
+        for transport in (feeds, articles):
+            # An injected transport belongs to the caller, who closes it.
+            if transport is not None and transport is not self._injected:
+                await transport.aclose()
 
     async def fetch_feed(
         self, url: str, etag: str | None = None, last_modified: str | None = None
@@ -367,7 +340,7 @@ class Fetcher:
         self, url: str, headers: dict[str, str] | None = None, *, untrusted: bool = False
     ) -> FetchResult:
         """GET ``url`` following redirects by hand, within the configured limits."""
-        assert self._client is not None, "use 'async with Fetcher(...)'"
+        assert self._feeds is not None, "use 'async with Fetcher(...)'"
         try:
             host = urlsplit(url).hostname or ""
         except ValueError:  # "http://[::1/x": reported below, where the request fails
@@ -407,15 +380,19 @@ class Fetcher:
     async def _get_following(
         self, url: str, headers: dict[str, str], result: FetchResult, untrusted: bool
     ) -> None:
-        assert self._client is not None
+        assert self._feeds is not None
+        transport = (self._articles if untrusted else None) or self._feeds
         all_permanent = True
         current = url
         for _hop in range(self.config.max_redirects + 1):
             if untrusted and not self.config.allow_private_addresses:
                 await check_public_url(current)
             _check_well_formed(current)
-            client = (self._article_client if untrusted else None) or self._client
-            async with client.stream("GET", current, headers=headers) as response:
+            request = httpx.Request(
+                "GET", current, headers={**self._headers, **headers}, extensions={"timeout": self._timeouts}
+            )
+            response = await transport.handle_async_request(request)
+            try:
                 if untrusted and not self.config.allow_private_addresses:
                     _check_peer(current, response)
                 if response.status_code in REDIRECTS and "location" in response.headers:
@@ -445,6 +422,8 @@ class Fetcher:
                     return
                 result.body = await self._read_capped(response)
                 return
+            finally:
+                await response.aclose()
         result.error_kind, result.error = (
             "redirects",
             f"more than {self.config.max_redirects} redirects (last: {current})",

@@ -84,7 +84,7 @@ def test_http2_option_uses_httpx_own_wire() -> None:
 
         async def main() -> list:
             async with Fetcher(FetchConfig(http2=True)) as fetcher:
-                assert type(fetcher._client._transport).__name__ == "ShardedTransport"  # type: ignore[union-attr]
+                assert type(fetcher.transport).__name__ == "ShardedTransport"
                 return await _all(fetcher, [(server.url(p), None) for p in paths])
 
         results = anyio.run(main)
