@@ -15,6 +15,9 @@ Scenarios (``--only`` picks some; default: all):
 * ``latency``   N=2000, 50 ms: monitor alone (target: warm < 2 s)
 * ``stories``   N=500, 0 ms: monitor with 5 stories (matching + diffing), to compare with ``peers``
 * ``daemon``    N=2000: ``monitor run`` for 20 polls, RSS sampled (target: < 250 MB, flat)
+* ``interleaved`` N=500, 0 ms: ``--rounds`` rounds (default 5), each running the monitor and the
+  fastest peers (``--interleave``, default rss2email and newsboat-t8) once, in rotating order, so
+  that a drift of the machine's speed hits every tool alike (not in the default set; ~10 min)
 
 Results: ``bench/out/results.json`` / ``results.md`` (ratios), raw peer tables in bench/out/.
 Nothing here is fetched from the internet; the server binds 127.0.0.1.
@@ -204,6 +207,78 @@ def summary_row(row: dict) -> dict:
     return out
 
 
+# --- interleaved rounds -------------------------------------------------------------------------
+
+# The peers that were fastest per phase in every side-by-side run so far (newsboat with 8 threads
+# on a first poll, rss2email on the other two).
+INTERLEAVED_PEERS = "rss2email,newsboat-t8"
+
+
+def interleaved(args: argparse.Namespace) -> dict:
+    """``--rounds`` rounds; in each, the monitor and every peer of ``--interleave`` run one
+    repetition (all three phases), in an order that rotates from round to round. The machine's
+    speed drifts (measured here: the same CPU-bound loop took 0.11 s at one moment and 0.23 s a
+    few minutes later), and a run of all repetitions of one tool, then of the next, lets such a
+    drift land on one tool only; interleaving spreads it over all of them."""
+    tools = ["monitor", *[p.strip() for p in args.interleave.split(",") if p.strip()]]
+    runs: dict[str, list[dict]] = {t: [] for t in tools}
+    for r in range(args.rounds):
+        k = r % len(tools)
+        for tool in tools[k:] + tools[:k]:
+            tag = f"interleaved-r{r + 1}-{tool}"
+            if tool == "monitor":
+                rows = run_peers(args, tag, monitor_env(args, "monitor", 1), "", args.n, 0, 1)
+            else:
+                rows = run_peers(args, tag, {}, tool, args.n, 0, 1)
+            runs[tool].append(summary_row(rows[0]))
+    out: dict = {"n": args.n, "rounds": args.rounds, "tools": {}}
+    for tool, rows in runs.items():
+        entry: dict = {"version": rows[0]["version"]}
+        for phase in ("cold", "warm", "incr"):
+            walls = [x[phase]["wall_s"] for x in rows]
+            entry[phase] = {
+                "wall_s": sorted(walls)[len(walls) // 2],
+                "wall_all": walls,
+                "items": [x[phase]["items"] for x in rows],
+                "n304": [x[phase]["n304"] for x in rows],
+            }
+        out["tools"][tool] = entry
+    return out
+
+
+def interleaved_report(res: dict) -> list[str]:
+    it = res.get("interleaved")
+    if not it:
+        return []
+    tools = it["tools"]
+    L = [
+        f"## Interleaved: N={it['n']}, 0 ms, {it['rounds']} rounds (median; each round runs every tool once, "
+        "in rotating order)",
+        "",
+        "| tool | cold s | warm s | incr s | cold runs | warm runs | incr runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, t in tools.items():
+        L.append(
+            f"| {name} {t['version']} | {fmt(t['cold']['wall_s'])} | {fmt(t['warm']['wall_s'])} | "
+            f"{fmt(t['incr']['wall_s'])} | "
+            + " | ".join(", ".join(fmt(w) for w in t[p]["wall_all"]) for p in ("cold", "warm", "incr"))
+            + " |"
+        )
+    ours = tools.get("monitor")
+    peers = {k: v for k, v in tools.items() if k != "monitor"}
+    if ours and peers:
+        L += ["", "| phase | monitor | fastest peer | ratio (target ≤ 0.5) |", "|---|---|---|---|"]
+        for phase in ("cold", "warm", "incr"):
+            name, best = min(peers.items(), key=lambda kv: kv[1][phase]["wall_s"])
+            ratio = ours[phase]["wall_s"] / best[phase]["wall_s"]
+            L.append(
+                f"| {phase} | {fmt(ours[phase]['wall_s'])} | {name} {fmt(best[phase]['wall_s'])} | {ratio:.2f} |"
+            )
+    L.append("")
+    return L
+
+
 # --- the daemon's memory ------------------------------------------------------------------------
 
 
@@ -358,6 +433,7 @@ def report(res: dict) -> str:
         f"Machine: {res['host']}. {res.get('conditions', '')}",
         "",
     ]
+    L += interleaved_report(res)
     rows = res.get("peers", [])
     if rows:
         ours = next((r for r in rows if r["peer"] == "monitor"), None)
@@ -456,6 +532,12 @@ def main() -> int:
     ap.add_argument(
         "--monitor", type=Path, default=DEFAULT_MONITOR, help="the monitor entry point to measure"
     )
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the interleaved scenario")
+    ap.add_argument(
+        "--interleave",
+        default=INTERLEAVED_PEERS,
+        help=f"peers of the interleaved scenario (default {INTERLEAVED_PEERS})",
+    )
     ap.add_argument("--daemon-n", type=int, default=2000)
     ap.add_argument("--daemon-polls", type=int, default=20)
     ap.add_argument("--daemon-timeout", type=float, default=900)
@@ -488,6 +570,8 @@ def main() -> int:
         res["latency"] = [summary_row(r) for r in rows]
     if "daemon" in only:
         res["daemon"] = daemon_memory(args)
+    if "interleaved" in only:
+        res["interleaved"] = interleaved(args)
     res_path.write_text(json.dumps(res, indent=1))
     (OUT / "results.md").write_text(report(res))
     print(report(res))
