@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from monitor.highlight import highlight_segments
+from monitor.links import safe_url as safe_url  # re-exported for the channels
 
 EVENTS = ("development", "digest", "source_down", "source_back", "test")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
@@ -119,14 +120,6 @@ def local_time(ts: Any) -> str:
     except Exception:
         zone = ZoneInfo("UTC")
     return ts.astimezone(zone).strftime("%d.%m.%Y %H:%M")
-
-
-def safe_url(url: Any) -> str | None:
-    """Only http(s) URLs become links (no javascript:, data:, ...)."""
-    if not isinstance(url, str):
-        return None
-    url = url.strip()
-    return url if re.match(r"^https?://[^\s\"'<>]+$", url, re.IGNORECASE) else None
 
 
 def highlight(sentence: str, baseline_text: str) -> list[tuple[str, bool]]:

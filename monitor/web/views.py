@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from urllib.parse import urlsplit
 
 from monitor.baseline import BaselineError, load_baseline_text
 from monitor.config import Config, StoryConfig
+from monitor.links import safe_url as safe_url  # re-exported: the templates' filter
 from monitor.store import Store
 
 
@@ -25,19 +25,6 @@ def display_zone() -> tzinfo:
         return ZoneInfo(os.environ.get("MONITOR_TIMEZONE", "Europe/Berlin"))
     except Exception:
         return UTC
-
-
-def safe_url(url: str | None) -> str | None:
-    """Only http(s) links from feeds become hrefs (no ``javascript:``, ``data:``, ...)."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url.strip()
 
 
 @dataclass(frozen=True, slots=True)
