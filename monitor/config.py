@@ -203,9 +203,7 @@ class SimilarityConfig(StrictModel):
     baseline: float = Field(0.0, ge=0, le=1, description="cosine to the baseline that adds 'weight'")
     story: float = Field(0.0, ge=0, le=1, description="cosine to a story item that adds 'weight'")
     weight: float = Field(1.0, ge=0, le=1000)
-    anchor: float = Field(
-        0.35, ge=0, le=1, description="cosine to the baseline that dates the story's start"
-    )
+    anchor: float = Field(0.35, ge=0, le=1, description="cosine to the baseline that dates the story's start")
 
 
 class StoryRules(StrictModel):
@@ -238,9 +236,7 @@ class StoryRules(StrictModel):
         if self.similarity is not None:
             for group in self.similarity.requires:
                 if group not in self.terms:
-                    raise ValueError(
-                        f"similarity.requires: unknown term group {group!r} (known: {known})"
-                    )
+                    raise ValueError(f"similarity.requires: unknown term group {group!r} (known: {known})")
         return self
 
 

@@ -159,9 +159,7 @@ def inflections(words: Iterable[str]) -> dict[str, frozenset[str]]:
         _PENDING.clear()
     if missing:
         raw_lemma = {w: lexicon.lemmatize(w) for w in missing}
-        variants = {
-            lem: {lem, lem.lower(), lem[:1].upper() + lem[1:]} for lem in set(raw_lemma.values())
-        }
+        variants = {lem: {lem, lem.lower(), lem[:1].upper() + lem[1:]} for lem in set(raw_lemma.values())}
         found = lexicon.forms_of(v for vs in variants.values() for v in vs)
         by_lemma: dict[str, set[str]] = {fold(lem): set() for lem in raw_lemma.values()}
         for lem, vs in variants.items():

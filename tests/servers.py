@@ -98,9 +98,8 @@ class FeedServer:
 
     def _record(self, req: BaseHTTPRequestHandler, status: int) -> None:
         with self._lock:
-            self.requests.append(RequestRecord(
-                    req.command, req.path, dict(req.headers.items()), status, req.client_address[1]
-                )
+            self.requests.append(
+                RequestRecord(req.command, req.path, dict(req.headers.items()), status, req.client_address[1])
             )
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:

@@ -49,7 +49,11 @@ def test_run_with_web_serves_the_desk_while_polling(project: Project, feed_serve
     try:
         url = wait_for(
             lambda: next(
-                (m.group(1) for line in lines if (m := re.search(r'serving the story desk" url=(\S+)', line))),
+                (
+                    m.group(1)
+                    for line in lines
+                    if (m := re.search(r'serving the story desk" url=(\S+)', line))
+                ),
                 None,
             ),
             timeout=30,
