@@ -1,5 +1,8 @@
 """An httpx transport that keeps connection pools small: several pools, requests spread over them.
 
+The fetch stage uses it for ``fetch.http2: true`` (httpx's own wire, HTTP/2 via ALPN); the default
+wire is aiohttp's (monitor/http_transport.py).
+
 Why: httpcore's pool (1.0.x) re-examines every connection on every request it queues or finishes,
 and for each idle one counts the idle ones again (``_assign_requests_to_connections``), with a
 ``poll()`` system call per idle connection to see whether it was closed. That is quadratic in the
