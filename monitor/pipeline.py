@@ -371,6 +371,7 @@ class Monitor:
         if len(jobs) > 1:
             try:
                 with self.store.poll_batch() as batch:
+                    batch.preload([job.args[0] for job in jobs])
                     reports = [self._write_poll_in(batch.poll(job.args[0]), *job.args) for job in jobs]
             except Exception:  # redone one by one below, where each error is reported
                 log.debug("group commit failed; writing the polls one by one", exc_info=True)
