@@ -206,7 +206,7 @@ class Monitor:
                         story.id, text, novelty_threshold=story.novelty_threshold
                     )
                     self.matchers[story.id] = matcher
-            return self.matchers
+            return dict(self.matchers)  # a copy: _forget_story_state may clear the dict meanwhile
 
     async def close(self) -> None:
         if self._deliverer is not None:
@@ -375,6 +375,7 @@ class Monitor:
                     reports = [self._write_poll_in(batch.poll(job.args[0]), *job.args) for job in jobs]
             except Exception:  # redone one by one below, where each error is reported
                 log.debug("group commit failed; writing the polls one by one", exc_info=True)
+                self._forget_story_state()
             else:
                 for job, report in zip(jobs, reports, strict=True):
                     job.report = report
@@ -384,6 +385,16 @@ class Monitor:
                 job.report = self._write_poll(*job.args)
             except Exception as exc:  # raised from that feed's poll_feed
                 job.error = exc
+                self._forget_story_state()
+
+    def _forget_story_state(self) -> None:
+        """After a write that rolled back: the matchers' story state (items so far, the story's
+        start) has seen items the database does not have; rebuild it from the database on next use
+        instead of matching the same items a second time."""
+        with self._compile_lock:
+            self.matchers.clear()
+            self.baselines.clear()
+            self._diff_starts.clear()
 
     async def _write_not_modified(
         self, state: Any, result: FetchResult, body_hash: str | None, slot: datetime | None

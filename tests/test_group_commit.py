@@ -53,8 +53,11 @@ def test_one_failing_write_fails_only_its_own_feed(tmp_path: Path) -> None:
         for name in ("a", "b"):
             server.put(f"/{name}.xml", _feed(ord(name)))
         feeds = [{"name": n, "url": server.url(f"/{n}.xml")} for n in ("a", "b")]
-        with running_monitor(monitor_config(tmp_path, feeds)) as (monitor, portal):
+        story = {"id": "gipfel", "title": "Gipfel in Budapest", "baseline": {"text": "Gipfel in Budapest."}}
+        story["keywords"] = ["Budapest"]
+        with running_monitor(monitor_config(tmp_path, feeds, stories=[story])) as (monitor, portal):
             portal.call(monitor.poll)  # creates the rows; nothing new below for a and b
+            assert set(monitor.matchers) == {"gipfel"}  # the story state the first poll built
 
             def job(name: str, i: int) -> _PollWrite:
                 body = _feed(100 + i).encode()
@@ -63,6 +66,7 @@ def test_one_failing_write_fails_only_its_own_feed(tmp_path: Path) -> None:
                 parsed = parse_feed(body, url=result.final_url, fetched_at=datetime.now(UTC))
                 return _PollWrite((name, result, parsed, f"hash{i}", None, None))
 
+            first_matcher = monitor.matchers["gipfel"]
             # "gone" is not in the database: its write raises; the batch is redone feed by feed.
             jobs = [job("a", 1), job("gone", 2), job("b", 3)]
             monitor._write_poll_batch(jobs)
@@ -70,6 +74,10 @@ def test_one_failing_write_fails_only_its_own_feed(tmp_path: Path) -> None:
             assert jobs[0].report is not None and jobs[0].report.new == 5
             assert jobs[2].report is not None and jobs[2].report.new == 5
             assert isinstance(jobs[1].error, StoreError) and jobs[1].report is None
+            # The rolled-back batch had matched a's and b's items: the story state is rebuilt from
+            # the database (by the redone writes), not kept with those items counted twice.
+            assert set(monitor.matchers) == {"gipfel"}
+            assert monitor.matchers["gipfel"] is not first_matcher
             with monitor.store.session() as session:
                 assert session.scalar(select(func.count()).select_from(Item)) == 20
             with pytest.raises(StoreError):
