@@ -26,7 +26,7 @@ from monitor import health
 from monitor.baseline import fetch_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
-from monitor.parse import ParsedFeed, parse_feed
+from monitor.parse import ParsedFeed
 from monitor.parse_pool import ParsePool
 from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, StoreError, is_sqlite
 from monitor.store.models import FeedState
@@ -83,9 +83,15 @@ class _PendingWrite:
 
 @dataclass(slots=True)
 class _PollWrite:
-    """A poll's write transaction waiting for the group commit (``Monitor._flush_poll_writes``)."""
+    """What one poll of one feed writes (``Monitor._write_poll``), and, while it waits for the group
+    commit (``Monitor._flush_poll_writes``), its outcome."""
 
-    args: tuple[Any, ...]  # (name, result, parsed, body_hash, slot, fulltexts) for _write_poll
+    name: str
+    result: FetchResult
+    parsed: ParsedFeed | None
+    body_hash: str | None
+    slot: datetime | None = None
+    fulltexts: dict[str, FullText] | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     report: FeedPollReport | None = None
     error: BaseException | None = None
@@ -323,11 +329,9 @@ class Monitor:
             if report is not None:
                 return report
         fulltexts = await self._fetch_fulltexts(name, parsed)
+        job = _PollWrite(name, result, parsed, body_hash, slot, fulltexts)
         if not self._group_commit:
-            return await anyio.to_thread.run_sync(
-                self._write_poll, name, result, parsed, body_hash, slot, fulltexts, limiter=self._db_limiter
-            )
-        job = _PollWrite((name, result, parsed, body_hash, slot, fulltexts))
+            return await anyio.to_thread.run_sync(self._write_poll, job, limiter=self._db_limiter)
         self._write_queue.append(job)
         if not self._write_flushing:
             await self._flush_poll_writes()
@@ -371,8 +375,8 @@ class Monitor:
         if len(jobs) > 1:
             try:
                 with self.store.poll_batch() as batch:
-                    batch.preload([job.args[0] for job in jobs])
-                    reports = [self._write_poll_in(batch.poll(job.args[0]), *job.args) for job in jobs]
+                    batch.preload([job.name for job in jobs])
+                    reports = [self._write_poll_in(batch.poll(job.name), job) for job in jobs]
             except Exception:  # redone one by one below, where each error is reported
                 log.debug("group commit failed; writing the polls one by one", exc_info=True)
                 self._forget_story_state()
@@ -382,7 +386,7 @@ class Monitor:
                 return
         for job in jobs:
             try:
-                job.report = self._write_poll(*job.args)
+                job.report = self._write_poll(job)
             except Exception as exc:  # raised from that feed's poll_feed
                 job.error = exc
                 self._forget_story_state()
@@ -483,36 +487,13 @@ class Monitor:
 
         return await fetch_many(self.fetcher, wanted) if wanted else {}
 
-    def _parse(self, result: FetchResult) -> ParsedFeed:
-        return parse_feed(
-            result.body or b"",
-            url=result.final_url,
-            fetched_at=datetime.now(UTC),
-            content_type=result.content_type,
-        )
+    def _write_poll(self, job: _PollWrite) -> FeedPollReport:
+        with self.store.poll_transaction(job.name) as tx:
+            return self._write_poll_in(tx, job)
 
-    def _write_poll(
-        self,
-        name: str,
-        result: FetchResult,
-        parsed: ParsedFeed | None,
-        body_hash: str | None,
-        slot: datetime | None = None,
-        fulltexts: dict[str, FullText] | None = None,
-    ) -> FeedPollReport:
-        with self.store.poll_transaction(name) as tx:
-            return self._write_poll_in(tx, name, result, parsed, body_hash, slot, fulltexts)
-
-    def _write_poll_in(
-        self,
-        tx: PollTransaction,
-        name: str,
-        result: FetchResult,
-        parsed: ParsedFeed | None,
-        body_hash: str | None,
-        slot: datetime | None = None,
-        fulltexts: dict[str, FullText] | None = None,
-    ) -> FeedPollReport:
+    def _write_poll_in(self, tx: PollTransaction, job: _PollWrite) -> FeedPollReport:
+        name, result, parsed, body_hash, slot = job.name, job.result, job.parsed, job.body_hash, job.slot
+        fulltexts = job.fulltexts
         if slot is not None:
             # The feed row is locked (FOR UPDATE on PostgreSQL): this check and the write commit
             # together, so each slot is committed once across the cluster, re-runs included.

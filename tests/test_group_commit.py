@@ -64,7 +64,7 @@ def test_one_failing_write_fails_only_its_own_feed(tmp_path: Path) -> None:
                 result = FetchResult(url=f"http://x/{name}", final_url=f"http://x/{name}")
                 result.status, result.body = 200, body
                 parsed = parse_feed(body, url=result.final_url, fetched_at=datetime.now(UTC))
-                return _PollWrite((name, result, parsed, f"hash{i}", None, None))
+                return _PollWrite(name, result, parsed, f"hash{i}")
 
             first_matcher = monitor.matchers["gipfel"]
             # "gone" is not in the database: its write raises; the batch is redone feed by feed.
@@ -81,4 +81,4 @@ def test_one_failing_write_fails_only_its_own_feed(tmp_path: Path) -> None:
             with monitor.store.session() as session:
                 assert session.scalar(select(func.count()).select_from(Item)) == 20
             with pytest.raises(StoreError):
-                monitor._write_poll("gone", *jobs[1].args[1:])
+                monitor._write_poll(job("gone", 2))
