@@ -45,10 +45,7 @@ def parse_document(
     body: bytes, url: str, fetched_at: datetime, content_type: str | None = None
 ) -> ParsedFeed:
     """Parse feed bytes: the fast parser when it accepts the document, else feedparser."""
-    parsed = parse_feed_fast(body, url=url, fetched_at=fetched_at, content_type=content_type)
-    if parsed is not None:
-        return parsed
-    return parse_feed(body, url=url, fetched_at=fetched_at, content_type=content_type)
+    return _parse_in_worker(body, url, fetched_at, content_type)[0]
 
 
 def _parse_fast(body: bytes, url: str, fetched_at: datetime, content_type: str | None) -> ParsedFeed | None:
@@ -62,17 +59,17 @@ def _parse_reference(body: bytes, url: str, fetched_at: datetime, content_type: 
 def _parse_in_worker(
     body: bytes, url: str, fetched_at: datetime, content_type: str | None
 ) -> tuple[ParsedFeed, bool]:
-    """``parse_document`` in a worker, and whether the fast parser took the document."""
-    fast = parse_feed_fast(body, url=url, fetched_at=fetched_at, content_type=content_type)
+    """``parse_document``, and whether the fast parser took the document (for the counters)."""
+    fast = _parse_fast(body, url, fetched_at, content_type)
     if fast is not None:
         return fast, True
-    return parse_feed(body, url=url, fetched_at=fetched_at, content_type=content_type), False
+    return _parse_reference(body, url, fetched_at, content_type), False
 
 
 def _parse_reference_in_worker(
     body: bytes, url: str, fetched_at: datetime, content_type: str | None
 ) -> tuple[ParsedFeed, bool]:
-    return parse_feed(body, url=url, fetched_at=fetched_at, content_type=content_type), False
+    return _parse_reference(body, url, fetched_at, content_type), False
 
 
 def _ready() -> int:
