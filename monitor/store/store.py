@@ -130,17 +130,13 @@ class PollBatch:
         """Load the rows of the feeds this batch will poll with one query (not one per feed)."""
         stmt = select(FeedState).where(FeedState.name.in_(list(feed_names)))
         if self._store.engine.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update()  # serialise re-runs of the same feed across nodes
         self._states.update((state.name, state) for state in self.session.scalars(stmt))
 
     def poll(self, feed_name: str) -> PollTransaction:
+        if feed_name not in self._states:
+            self.preload([feed_name])
         state = self._states.pop(feed_name, None)
-        if state is not None:
-            return PollTransaction(self._store, self.session, state, self)
-        stmt = select(FeedState).where(FeedState.name == feed_name)
-        if self._store.engine.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()  # serialise re-runs of the same feed across nodes
-        state = self.session.scalars(stmt).first()
         if state is None:
             raise StoreError(f"feed {feed_name!r} is not in the database (not configured?)")
         return PollTransaction(self._store, self.session, state, self)
