@@ -22,11 +22,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from monitor.fetch import FetchResult
-from monitor.parse import ParsedFeed
-from monitor.store.models import FeedState
+if TYPE_CHECKING:  # types only: a poll in which nothing changed loads neither parser nor ORM
+    from monitor.fetch import FetchResult
+    from monitor.parse import ParsedFeed
+    from monitor.store.models import FeedState
 
 log = logging.getLogger(__name__)
 

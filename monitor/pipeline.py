@@ -28,14 +28,14 @@ from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
 from monitor.parse import ParsedFeed
 from monitor.parse_pool import ParsePool
-from monitor.store import ChangedItem, MatchRecord, PollTransaction, Store, StoreError, is_sqlite
-from monitor.store.models import FeedState
-from monitor.store.pending import changed_entry_ids
+from monitor.store.lite import FEED_STATE_COLUMNS, NOT_MODIFIED_COLUMNS, LiteStore
+from monitor.store.sqlite_settings import is_sqlite_url
 
 if TYPE_CHECKING:  # imported where used: a poll in which nothing changed never needs them
     from monitor import diff
     from monitor.fulltext import FullText
     from monitor.match import MatchResult, StoryMatcher
+    from monitor.store import ChangedItem, PollTransaction, Store
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class PollSummary:
 
 
 # FeedState's columns, for the copy a not-modified poll computes its health update on.
-_STATE_FIELDS = tuple(FeedState.model_fields)
+_STATE_FIELDS = FEED_STATE_COLUMNS
 
 
 @dataclass(slots=True)
@@ -145,7 +145,11 @@ class Monitor:
 
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
-        self.store = store or Store(config.database)
+        self._store = store  # created on first use (the ``store`` property)
+        self._store_lock = threading.Lock()
+        # The SQLite fast lane (monitor.store.lite), opened by ``open`` when it can serve this
+        # database: a poll in which nothing changed then never loads SQLAlchemy or the ORM.
+        self._lite: LiteStore | None = None
         self.fetcher: Fetcher | None = None
         self.matchers: dict[str, StoryMatcher] = {}
         self.baselines: dict[str, diff.BaselineModel] = {}
@@ -155,7 +159,7 @@ class Monitor:
         self._compile_lock = threading.Lock()
         self._prefetched_states: dict[str, Any] = {}  # FeedState read in bulk by poll()
         # SQLite has one writer: funnel writes through one thread instead of fighting for the lock.
-        self._db_limiter = CapacityLimiter(1 if is_sqlite(config.database) else 8)
+        self._db_limiter = CapacityLimiter(1 if is_sqlite_url(config.database) else 8)
         self._in_flight: set[str] = set()
         self._idle = anyio.Event()
         self._idle.set()
@@ -167,7 +171,7 @@ class Monitor:
         # SQLite has one writer: polls are written in group commits (_flush_poll_writes). On
         # PostgreSQL each feed keeps its own transaction: its row lock and the per-story lock are
         # held for one feed, not for a batch, so other nodes are not held up.
-        self._group_commit = is_sqlite(config.database)
+        self._group_commit = is_sqlite_url(config.database)
         self._write_queue: list[_PollWrite] = []
         self._write_flushing = False
 
@@ -180,9 +184,26 @@ class Monitor:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def store(self) -> Store:
+        """The database (``monitor.store.Store``), created on first use from any thread."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    from monitor.store import Store
+
+                    self._store = Store(self.config.database)
+        return self._store
+
     async def open(self) -> None:
-        await anyio.to_thread.run_sync(self.store.create_schema)
-        await anyio.to_thread.run_sync(self.store.sync_feeds, [(f.name, f.url) for f in self.config.feeds])
+        feeds = [(f.name, f.url) for f in self.config.feeds]
+        if self._store is None:
+            # Our own SQLite file, at the newest schema, with every configured feed: the fast lane
+            # serves the feeds' rows and the 304s; the full store loads when a feed brings news.
+            self._lite = await anyio.to_thread.run_sync(LiteStore.open, self.config.database, feeds)
+        if self._lite is None:
+            await anyio.to_thread.run_sync(self.store.create_schema)
+            await anyio.to_thread.run_sync(self.store.sync_feeds, feeds)
         # The wire (aiohttp, or httpx's own with fetch.http2): see monitor/http_transport.py
         self.fetcher = Fetcher(self.config.fetch)
         await self.fetcher.__aenter__()
@@ -222,7 +243,11 @@ class Monitor:
             await self.fetcher.__aexit__(None, None, None)
             self.fetcher = None
         self.parse_pool.close()
-        self.store.close()
+        if self._lite is not None:
+            self._lite.close()
+            self._lite = None
+        if self._store is not None:
+            self._store.close()
 
     @property
     def alert_channels(self) -> list[str]:
@@ -252,7 +277,8 @@ class Monitor:
         # One query for every feed's state instead of one per feed (see _poll_feed).
         wanted = set(names)
         never_polled = 0
-        for state in await anyio.to_thread.run_sync(self.store.feed_states):
+        read_states = self._lite.feed_states if self._lite is not None else self.store.feed_states
+        for state in await anyio.to_thread.run_sync(read_states):
             self._prefetched_states[state.name] = state
             never_polled += state.name in wanted and state.last_polled_at is None
         if never_polled >= PRESTART_PARSE_POOL:
@@ -358,6 +384,8 @@ class Monitor:
         except BaseException as exc:
             # Cancelled (shutdown) or the database failed outside any one feed's writes: not known
             # whether it committed, so every waiting poll reports the failure; none writes twice.
+            from monitor.store import StoreError
+
             error = StoreError(f"writing polls failed: {exc!r}")
             for job in batch + self._write_queue:
                 if not job.done.is_set():
@@ -423,7 +451,7 @@ class Monitor:
         )
         if update.status == "error" or update.deliveries or update.moved_to or update.disabled:
             return None
-        row = {c: getattr(copy, c) for c in Store.NOT_MODIFIED_COLUMNS}
+        row = {c: getattr(copy, c) for c in NOT_MODIFIED_COLUMNS}
         row.update(id=state.id, current_url=state.current_url, expect_polls_total=state.polls_total)
         pending = _PendingWrite(row)
         self._not_modified_queue.append(pending)
@@ -446,8 +474,11 @@ class Monitor:
         try:
             while self._not_modified_queue:
                 batch, self._not_modified_queue = self._not_modified_queue, []
+                write = (
+                    self._lite.write_not_modified if self._lite is not None else self.store.write_not_modified
+                )
                 skipped = await anyio.to_thread.run_sync(
-                    self.store.write_not_modified, [p.row for p in batch], limiter=self._db_limiter
+                    write, [p.row for p in batch], limiter=self._db_limiter
                 )
                 for p in batch:
                     p.written = p.row["id"] not in skipped
@@ -456,6 +487,8 @@ class Monitor:
         except BaseException as exc:
             # Not known whether it committed: the waiting polls report the failure (database errors
             # raise from poll_feed), none of them runs a second write.
+            from monitor.store import StoreError
+
             error = StoreError(f"writing feed health failed: {exc!r}")
             for p in batch + self._not_modified_queue:
                 p.error = error
@@ -475,6 +508,8 @@ class Monitor:
                 return {}
         except KeyError:
             return {}
+        from monitor.store.pending import changed_entry_ids
+
         pending = await anyio.to_thread.run_sync(changed_entry_ids, self.store, name, parsed.entries)
         matchers = await anyio.to_thread.run_sync(self._stories) if pending else {}
         wanted = [
@@ -553,6 +588,7 @@ class Monitor:
         if not changed or not self.config.stories:
             return
         from monitor import diff
+        from monitor.store import MatchRecord
 
         matched_ids: set[int] = set()
         # Match on the article text when the full-text stage fetched it (teaser feeds); chosen once

@@ -32,8 +32,11 @@ NOT_FOR_A_WARM_POLL = (
     "fastapi",  # the web desk
     "starlette",
     "uvicorn",
-    "alembic",  # migrations: the start-up check reads the head revision without it
-    "sqlalchemy.dialects.postgresql",  # SQLite here
+    "alembic",  # migrations: the fast lane checks the schema's revision without it
+    "sqlalchemy",  # the database: the SQLite fast lane (monitor.store.lite) serves the 304s
+    "sqlmodel",
+    "monitor.store.store",
+    "monitor.store.models",
     "apprise",  # alert channels
     "jinja2",
     "monitor.alert",

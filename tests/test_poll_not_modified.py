@@ -1,15 +1,22 @@
 """Polls that bring nothing to parse (304, or the same body again) are written in batches
-(``Monitor._write_not_modified`` -> ``Store.write_not_modified``): the same health as the normal poll
-transaction, and the normal transaction whenever there is more to do than counting."""
+(``Monitor._write_not_modified`` -> ``Store.write_not_modified``, or on an SQLite file that existed
+when the monitor opened, ``LiteStore.write_not_modified``): the same health as the normal poll
+transaction, and the normal transaction whenever there is more to do than counting. The poll-level
+tests run on both lanes (``lane``)."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlmodel import select
 
+from monitor.config import Config
 from monitor.store import Delivery, FeedState
 from tests.feeds import FakeEntry, rss
 from tests.misbehaving import monitor_config, running_monitor
@@ -25,13 +32,30 @@ def _state(store, name: str) -> FeedState:  # type: ignore[no-untyped-def]
     return state
 
 
-def test_not_modified_polls_update_health_like_a_poll(tmp_path: Path) -> None:
+@pytest.fixture(params=["store", "lite"])
+def lane(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextmanager
+def monitor_on(lane: str, config: Config) -> Iterator[tuple[Any, Any]]:
+    """``running_monitor``; for the ``lite`` lane the database exists before the monitor opens
+    (a first monitor made it and left), as it does for every ``monitor poll`` after the first."""
+    if lane == "lite":
+        with running_monitor(config):
+            pass
+    with running_monitor(config) as (monitor, portal):
+        assert (monitor._lite is not None) == (lane == "lite")
+        yield monitor, portal
+
+
+def test_not_modified_polls_update_health_like_a_poll(tmp_path: Path, lane: str) -> None:
     with FeedServer() as server:
         for name in ("a", "b", "c"):
             server.put(f"/{name}.xml", FEED)
         server.put("/same.xml", FEED, conditional=False)  # ignores validators: same bytes again
         feeds = [{"name": n, "url": server.url(f"/{n}.xml")} for n in ("a", "b", "c", "same")]
-        with running_monitor(monitor_config(tmp_path, feeds)) as (monitor, portal):
+        with monitor_on(lane, monitor_config(tmp_path, feeds)) as (monitor, portal):
             first = portal.call(monitor.poll)
             assert [r.status for r in first.reports] == ["ok"] * 4
             before = {n: _state(monitor.store, n) for n in ("a", "b", "c", "same")}
@@ -73,11 +97,11 @@ def test_a_row_changed_since_it_was_read_is_not_written(tmp_path: Path) -> None:
             assert _state(monitor.store, "a").polls_total == 99
 
 
-def test_a_304_after_a_source_down_alert_still_raises_source_back(tmp_path: Path) -> None:
+def test_a_304_after_a_source_down_alert_still_raises_source_back(tmp_path: Path, lane: str) -> None:
     with FeedServer() as server:
         server.put("/a.xml", FEED)
         feeds = [{"name": "a", "url": server.url("/a.xml")}]
-        with running_monitor(monitor_config(tmp_path, feeds, alerts=HOOKS)) as (monitor, portal):
+        with monitor_on(lane, monitor_config(tmp_path, feeds, alerts=HOOKS)) as (monitor, portal):
             portal.call(monitor.poll)
             with monitor.store.session() as session:
                 row = session.scalars(select(FeedState)).one()
@@ -95,11 +119,11 @@ def test_a_304_after_a_source_down_alert_still_raises_source_back(tmp_path: Path
             assert not state.down_alerted and state.error_streak == 0 and state.polls_not_modified == 1
 
 
-def test_a_scheduled_304_commits_its_slot_once(tmp_path: Path) -> None:
+def test_a_scheduled_304_commits_its_slot_once(tmp_path: Path, lane: str) -> None:
     with FeedServer() as server:
         server.put("/a.xml", FEED)
         feeds = [{"name": "a", "url": server.url("/a.xml")}]
-        with running_monitor(monitor_config(tmp_path, feeds)) as (monitor, portal):
+        with monitor_on(lane, monitor_config(tmp_path, feeds)) as (monitor, portal):
             portal.call(monitor.poll)
             slot = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
             poll = functools.partial(monitor.poll_feed, "a", scheduled=True, slot=slot)

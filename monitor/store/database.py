@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+from monitor.store.sqlite_settings import SQLITE_BUSY_TIMEOUT_MS, SQLITE_PRAGMAS, is_sqlite_url
 
 
 def normalise_url(url: str) -> str:
@@ -33,21 +33,13 @@ def async_url(url: str) -> str:
 
 
 def is_sqlite(url: str) -> bool:
-    return make_url(normalise_url(url)).get_backend_name() == "sqlite"
+    return is_sqlite_url(normalise_url(url))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    # A checkpoint every ~40 MB of WAL instead of every 4 MB: a first poll of hundreds of feeds
-    # otherwise checkpoints (and fsyncs) dozens of times, copying the same hot pages each time.
-    cursor.execute("PRAGMA wal_autocheckpoint=10000")
-    # Statement journals (every multi-row INSERT inside a larger transaction keeps one) in memory,
-    # not in /var/tmp files: they were half of a first poll's page writes (~50,000 of ~94,000).
-    cursor.execute("PRAGMA temp_store=MEMORY")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 

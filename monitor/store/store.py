@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from monitor.store.database import make_engine
+from monitor.store.lite import NOT_MODIFIED_COLUMNS
 from monitor.store.models import (
     Delivery,
     Development,
@@ -537,23 +538,7 @@ class Store:
             return list(session.scalars(select(FeedState).order_by(FeedState.name)))
 
     # Columns a 304 (or an unchanged body) may change: health counters and validators only.
-    NOT_MODIFIED_COLUMNS = (
-        "last_polled_at",
-        "polls_total",
-        "polls_not_modified",
-        "last_status",
-        "latency_avg",
-        "etag",
-        "last_modified",
-        "body_hash",
-        "last_success_at",
-        "error_streak",
-        "failing_since",
-        "last_error_kind",
-        "last_error",
-        "next_poll_after",
-        "last_slot",
-    )
+    NOT_MODIFIED_COLUMNS = NOT_MODIFIED_COLUMNS
 
     def write_not_modified(self, rows: Sequence[dict[str, Any]]) -> set[int]:
         """Write the health updates of feeds whose poll brought nothing new, all in one transaction

@@ -1,0 +1,233 @@
+"""The SQLite fast lane (``monitor.store.lite``) reads and writes ``feed_state`` exactly as the full
+store does, and steps aside whenever the full store has work to do first.
+
+Real SQLite files, made by the full ``Store`` (migrations included); each check compares the lane
+with the store on the same rows."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from monitor.store import FeedState, Store
+from monitor.store.lite import (
+    FEED_STATE_COLUMNS,
+    NOT_MODIFIED_COLUMNS,
+    SCHEMA_HEAD,
+    LiteStore,
+    sqlite_file,
+)
+from monitor.store.migrate import head_revision
+from tests.conftest import Project
+from tests.feeds import FakeEntry, rss
+from tests.servers import FeedServer
+
+FEEDS = [
+    ("a", "http://127.0.0.1:9/a.xml"),
+    ("b", "http://127.0.0.1:9/b.xml"),
+    ("c", "http://127.0.0.1:9/c.xml"),
+]
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _make_db(path: Path) -> Store:
+    store = Store(_url(path))
+    store.create_schema()
+    store.sync_feeds(FEEDS)
+    # Every kind of value a row holds: datetimes with and without microseconds, None, bools, the
+    # problems list, floats.
+    with store.session() as session:
+        a, b, _c = session.scalars(select(FeedState).order_by(FeedState.name)).all()
+        a.etag, a.last_modified, a.body_hash = '"e1"', "Tue, 17 Nov 2026 10:00:00 GMT", "h" * 32
+        a.last_polled_at = datetime(2026, 11, 17, 10, 0, 0, 123456, tzinfo=UTC)
+        a.last_success_at = datetime(2026, 11, 17, 10, 0, 0, tzinfo=UTC)
+        a.next_poll_after = datetime(2026, 11, 17, 10, 5, 0, 1, tzinfo=UTC)
+        a.last_status, a.latency_avg, a.polls_total, a.polls_not_modified = 200, 0.0421, 7, 3
+        a.problems = ["dates: 2 entries without a date", "äöü ß"]
+        a.feed_ttl, a.items_total = 1800.0, 42
+        b.disabled, b.disabled_reason = True, "410 Gone"
+        b.error_streak, b.failing_since, b.last_error_kind = 4, datetime(2026, 11, 1, tzinfo=UTC), "http"
+        b.last_error, b.down_alerted = "HTTP 503 from the server", True
+        session.add_all([a, b])
+        session.commit()
+    return store
+
+
+def _as_dict(state: Any) -> dict[str, Any]:
+    return {c: getattr(state, c) for c in FEED_STATE_COLUMNS}
+
+
+def test_the_lane_knows_every_column_and_the_newest_migration() -> None:
+    # Fails when a column or a migration is added without telling the lane (see lite.py).
+    assert tuple(FeedState.model_fields) == FEED_STATE_COLUMNS
+    assert set(NOT_MODIFIED_COLUMNS) <= set(FEED_STATE_COLUMNS)
+    assert head_revision() == SCHEMA_HEAD
+
+
+def test_feed_states_read_like_the_orm(tmp_path: Path) -> None:
+    store = _make_db(tmp_path / "m.sqlite3")
+    lite = LiteStore.open(_url(tmp_path / "m.sqlite3"), FEEDS)
+    assert lite is not None
+    try:
+        assert [_as_dict(s) for s in lite.feed_states()] == [_as_dict(s) for s in store.feed_states()]
+        a = lite.feed_states()[0]
+        assert a.last_polled_at is not None and a.last_polled_at.tzinfo is UTC
+        assert a.problems == ["dates: 2 entries without a date", "äöü ß"]
+    finally:
+        lite.close()
+        store.close()
+
+
+def _health_rows(states: list[Any]) -> list[dict[str, Any]]:
+    """A 304's update for every feed, as Monitor._write_not_modified computes it."""
+    when = datetime(2026, 11, 24, 8, 30, 0, 500, tzinfo=UTC)
+    rows = []
+    for i, state in enumerate(states):
+        row = {c: getattr(state, c) for c in NOT_MODIFIED_COLUMNS}
+        row.update(
+            id=state.id,
+            current_url=state.current_url,
+            expect_polls_total=state.polls_total,
+            last_polled_at=when,
+            last_success_at=when,
+            polls_total=state.polls_total + 1,
+            polls_not_modified=state.polls_not_modified + 1,
+            last_status=304,
+            latency_avg=0.01 * (i + 1),
+            next_poll_after=None if i else datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
+            last_slot=datetime(2026, 11, 24, 8, 30, tzinfo=UTC),
+        )
+        rows.append(row)
+    return rows
+
+
+def test_write_not_modified_stores_the_same_bytes_as_the_store(tmp_path: Path) -> None:
+    store = _make_db(tmp_path / "store.sqlite3")
+    store.close()
+    shutil.copy(tmp_path / "store.sqlite3", tmp_path / "lite.sqlite3")
+    store = Store(_url(tmp_path / "store.sqlite3"))
+    lite = LiteStore.open(_url(tmp_path / "lite.sqlite3"), FEEDS)
+    assert lite is not None
+    rows = _health_rows(store.feed_states())
+    # a: written; b: disabled and alerted on, so not written by either; c: written.
+    assert store.write_not_modified(rows) == {rows[1]["id"]}
+    assert lite.write_not_modified(rows) == {rows[1]["id"]}
+    lite.close()
+    store.close()
+    dumps = []
+    for name in ("store.sqlite3", "lite.sqlite3"):
+        with sqlite3.connect(tmp_path / name) as db:
+            dumps.append(db.execute("SELECT * FROM feed_state ORDER BY id").fetchall())
+    assert dumps[0] == dumps[1]
+    # and the values read back through the ORM are the ones written
+    store = Store(_url(tmp_path / "lite.sqlite3"))
+    a = store.feed_state("a")
+    assert a is not None
+    assert (a.polls_total, a.last_status, a.last_polled_at) == (8, 304, rows[0]["last_polled_at"])
+    assert a.next_poll_after == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    store.close()
+
+
+def test_a_row_changed_since_it_was_read_is_skipped(tmp_path: Path) -> None:
+    store = _make_db(tmp_path / "m.sqlite3")
+    lite = LiteStore.open(_url(tmp_path / "m.sqlite3"), FEEDS)
+    assert lite is not None
+    a = lite.feed_states()[0]
+    row = _health_rows([a])[0]
+    stale = dict(row, expect_polls_total=a.polls_total + 1)  # polled by someone else meanwhile
+    moved = dict(row, current_url="http://elsewhere/")
+    assert lite.write_not_modified([stale]) == {a.id}
+    assert lite.write_not_modified([moved]) == {a.id}
+    after = store.feed_state("a")
+    assert after is not None and after.polls_total == a.polls_total
+    assert lite.write_not_modified([row]) == set()
+    after = store.feed_state("a")
+    assert after is not None and after.polls_total == a.polls_total + 1
+    lite.close()
+    store.close()
+
+
+def test_a_failing_batch_writes_nothing(tmp_path: Path) -> None:
+    store = _make_db(tmp_path / "m.sqlite3")
+    lite = LiteStore.open(_url(tmp_path / "m.sqlite3"), FEEDS)
+    assert lite is not None
+    good, broken = _health_rows([s for s in lite.feed_states() if s.name in ("a", "c")])
+    del broken["etag"]
+    with pytest.raises(KeyError):
+        lite.write_not_modified([good, broken])
+    after = store.feed_state("a")
+    assert after is not None and after.polls_total == 7  # the first row was rolled back
+    assert lite.write_not_modified([good]) == set()  # and the connection is usable again
+    lite.close()
+    store.close()
+
+
+def test_the_lane_steps_aside_when_the_full_store_has_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.sqlite3"
+    assert LiteStore.open(_url(path), FEEDS) is None  # no database yet: the store creates it
+    _make_db(path).close()
+    lite = LiteStore.open(_url(path), FEEDS)
+    assert lite is not None
+    lite.close()
+    assert LiteStore.open(_url(path), [*FEEDS, ("d", "http://127.0.0.1:9/d.xml")]) is None  # new feed
+    assert LiteStore.open(_url(path), [("a", "http://127.0.0.1:9/moved.xml")]) is None  # URL changed
+    assert LiteStore.open(_url(path), FEEDS[:1]) is not None  # fewer feeds: nothing to sync
+    assert LiteStore.open("postgresql://127.0.0.1/test", FEEDS) is None
+    assert LiteStore.open(f"sqlite:///{path}?timeout=5", FEEDS) is None
+    monkeypatch.setenv("MONITOR_MIGRATIONS_DIR", str(tmp_path))
+    assert LiteStore.open(_url(path), FEEDS) is None  # other migrations: the store checks them
+    monkeypatch.delenv("MONITOR_MIGRATIONS_DIR")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = '0001'")
+    assert LiteStore.open(_url(path), FEEDS) is None  # an older schema: the store migrates it
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///db/monitor.sqlite3", Path("db/monitor.sqlite3")),
+        ("sqlite:////var/lib/monitor/m.sqlite3", Path("/var/lib/monitor/m.sqlite3")),
+        ("sqlite+pysqlite:///m.sqlite3", Path("m.sqlite3")),
+        ("sqlite:///:memory:", None),
+        ("sqlite://", None),
+        ("sqlite:///file:m.sqlite3?mode=ro&uri=true", None),
+        ("postgresql+psycopg://127.0.0.1/test", None),
+    ],
+)
+def test_sqlite_file(url: str, expected: Path | None) -> None:
+    assert sqlite_file(url) == expected
+
+
+def test_a_poll_after_the_first_mixes_the_lane_and_the_store(tmp_path: Path) -> None:
+    """Through the CLI: the second `monitor poll` opens an existing database (the lane), one feed
+    answers 304 and one brings a new item (the full store loads for it)."""
+    project = Project(tmp_path)
+    first = [FakeEntry("a1", "Gipfel in Budapest geplant", "Trump und Putin wollen sich treffen.")]
+    with FeedServer() as server:
+        server.put("/a.xml", rss(first))
+        server.put("/b.xml", rss(first))
+        project.write({"feeds": [{"name": n, "url": server.url(f"/{n}.xml")} for n in ("a", "b")]})
+        assert project.cli("poll").exit_code == 0
+        second = [*first, FakeEntry("b2", "Neues aus Budapest", "Der Termin steht noch nicht fest.")]
+        server.put("/b.xml", rss(second))
+        result = project.cli("poll", "--json")
+        assert result.exit_code == 0, result.stderr
+        reports = {f["feed"]: f for f in result.json()["feeds"]}
+        assert (reports["a"]["status"], reports["a"]["http_status"]) == ("not_modified", 304)
+        assert (reports["b"]["status"], reports["b"]["new"]) == ("ok", 1)
+    store = Store(f"sqlite:///{project.db_path}")
+    a, b = store.feed_state("a"), store.feed_state("b")
+    assert a is not None and b is not None
+    assert (a.polls_total, a.polls_not_modified, b.polls_total, b.items_total) == (2, 1, 2, 2)
+    store.close()
