@@ -20,12 +20,50 @@ private one.
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import httpx
 from yarl import URL
+
+
+def _import_aiohttp() -> ModuleType:
+    """``import aiohttp``, without loading the system's CA store twice for nothing.
+
+    aiohttp builds two default TLS contexts when it is imported (its design: no blocking I/O in
+    the event loop later), which loads the CA store each time: ~50 ms of every ``monitor`` start.
+    This transport passes its own context with every https request (``_ssl_for``), so aiohttp's
+    defaults are never used; they are built here without certificates. That fails closed: a
+    request that did reach the verified default would fail verification, never skip it. The two
+    ``SSLContext`` methods are restored before this returns (tests/test_http_transport.py).
+    """
+    if "aiohttp" in sys.modules:
+        return sys.modules["aiohttp"]
+    names = ("load_default_certs", "set_default_verify_paths")
+    own = {name: vars(ssl.SSLContext).get(name) for name in names}  # None: inherited from C
+
+    def skip(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    for name in names:
+        setattr(ssl.SSLContext, name, skip)
+    try:
+        import aiohttp
+    finally:
+        for name, method in own.items():
+            if method is None:
+                delattr(ssl.SSLContext, name)
+            else:
+                setattr(ssl.SSLContext, name, method)
+    return aiohttp
+
+
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    aiohttp = _import_aiohttp()
 
 # Response header limits: aiohttp's defaults (8 KiB per line) refuse some real servers' long
 # Set-Cookie / Content-Security-Policy headers; a lying server is still bounded.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import anyio
 import httpx
 import pytest
@@ -10,6 +14,34 @@ from monitor.config import FetchConfig
 from monitor.fetch import AddressNotAllowed, Fetcher, _check_address
 from monitor.http_transport import AiohttpTransport
 from tests.servers import FeedServer
+
+# In a fresh interpreter: nothing else has imported aiohttp there.
+IMPORT_AND_REPORT = """
+import json, ssl
+import monitor.http_transport
+import aiohttp.connector as connector
+verified = connector._SSL_CONTEXT_VERIFIED
+print(json.dumps({
+    "restored": ssl.SSLContext.load_default_certs.__qualname__ == "SSLContext.load_default_certs"
+    and "set_default_verify_paths" not in vars(ssl.SSLContext),
+    "system_cas": ssl.create_default_context().cert_store_stats()["x509_ca"],
+    "aiohttp_default_cas": verified.cert_store_stats()["x509_ca"],
+    "aiohttp_default_verifies": verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname,
+}))
+"""
+
+
+def test_importing_the_wire_skips_aiohttps_unused_ca_loading_and_fails_closed() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_AND_REPORT], capture_output=True, text=True, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["restored"]  # the stdlib is as it was for everyone else
+    assert report["system_cas"] > 0  # default contexts made afterwards load the CA store again
+    # aiohttp's own default (never used: _ssl_for passes a context with every https request)
+    # has no CA to trust, and still verifies: a request reaching it would fail, not pass.
+    assert report["aiohttp_default_cas"] == 0
+    assert report["aiohttp_default_verifies"]
 
 
 def _feeds(server: FeedServer, n: int) -> list[str]:
