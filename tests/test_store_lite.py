@@ -1,5 +1,6 @@
 """The SQLite fast lane (``monitor.store.lite``) reads and writes ``feed_state`` exactly as the full
-store does, and steps aside whenever the full store has work to do first.
+store does, and steps aside whenever the full store has work to do first; new items on SQLite go
+through the driver's executemany and are stored exactly as the Core insert stores them.
 
 Real SQLite files, made by the full ``Store`` (migrations included); each check compares the lane
 with the store on the same rows."""
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from monitor.parse import parse_feed
 from monitor.store import FeedState, Store
 from monitor.store.lite import (
     FEED_STATE_COLUMNS,
@@ -24,6 +26,7 @@ from monitor.store.lite import (
     sqlite_file,
 )
 from monitor.store.migrate import head_revision
+from monitor.store.store import PollTransaction
 from tests.conftest import Project
 from tests.feeds import FakeEntry, rss
 from tests.servers import FeedServer
@@ -230,4 +233,82 @@ def test_a_poll_after_the_first_mixes_the_lane_and_the_store(tmp_path: Path) -> 
     a, b = store.feed_state("a"), store.feed_state("b")
     assert a is not None and b is not None
     assert (a.polls_total, a.polls_not_modified, b.polls_total, b.items_total) == (2, 1, 2, 2)
+    store.close()
+
+
+def _entries(feed: str) -> list[Any]:
+    return parse_feed(
+        feed.encode(), url="http://127.0.0.1:9/a.xml", fetched_at=datetime(2026, 11, 24, tzinfo=UTC)
+    ).entries
+
+
+def _upsert(store: Store, feed: str) -> list[tuple[int, str, str]]:
+    with store.poll_transaction("a") as tx:
+        return [(c.item_id, c.entry.entry_id, c.kind) for c in tx.upsert_entries(_entries(feed))]
+
+
+def test_new_items_on_sqlite_are_stored_as_the_core_insert_stores_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dated = datetime(2025, 10, 17, 9, 30, 15, tzinfo=UTC)  # RFC 822: whole seconds
+    first = [
+        FakeEntry(
+            "a1", "Gipfel in Budapest geplant", "Trump und Putin wollen sich treffen.", published=dated
+        ),
+        FakeEntry(
+            "a2", "Selenskyj reist nach Washington", "Es geht um Tomahawk-Marschflugkörper."
+        ),  # undated
+        FakeEntry(
+            "a3", "Orbán lädt ein", "Ungarn bietet sich als Gastgeber an.", link="https://example.org/ü"
+        ),
+    ]
+    second = [
+        first[0],
+        FakeEntry(
+            "a2", "Selenskyj reist nach Washington", "Das Treffen ist für Freitag angesetzt."
+        ),  # changed
+        first[2],
+        FakeEntry(
+            "a4", "Kreml bestätigt Vorbereitungen", "Ein Termin steht noch nicht fest.", published=dated
+        ),
+    ]
+    results = {}
+    for lane in ("core", "driver"):
+        store = _make_db(tmp_path / f"{lane}.sqlite3")
+        if lane == "core":  # the statement PostgreSQL uses, here on SQLite for the comparison
+            monkeypatch.setattr(
+                PollTransaction,
+                "_insert_items_sqlite",
+                lambda tx, rows, feed_was_empty: tx._insert_items(rows),
+            )
+        changed = [_upsert(store, rss(first)), _upsert(store, rss(second))]
+        monkeypatch.undo()
+        store.close()
+        with sqlite3.connect(tmp_path / f"{lane}.sqlite3") as db:
+            rows = db.execute("SELECT * FROM item ORDER BY id").fetchall()
+            stamps = db.execute("SELECT first_seen, updated_at FROM item").fetchall()
+            kept = [
+                c
+                for c in db.execute("SELECT * FROM item LIMIT 0").description
+                if c[0] not in ("first_seen", "updated_at")
+            ]
+            names = [c[0] for c in db.execute("SELECT * FROM item LIMIT 0").description]
+        keep = [names.index(c[0]) for c in kept]
+        results[lane] = (changed, [tuple(row[i] for i in keep) for row in rows], stamps)
+    assert results["driver"][0] == results["core"][0]  # the same ids, entries and kinds reported
+    assert results["driver"][0][0] == [(1, "a1", "new"), (2, "a2", "new"), (3, "a3", "new")]
+    assert [kind for _, _, kind in results["driver"][0][1]] == ["updated", "new"]
+    assert results["driver"][1] == results["core"][1]  # byte-identical rows but for the clock
+    for lane in ("core", "driver"):  # and the clock in the same format
+        assert all(
+            len(value) == len("2026-11-24 08:30:00.000500") for pair in results[lane][2] for value in pair
+        )
+    store = Store(_url(tmp_path / "driver.sqlite3"))
+    with store.session() as session:
+        from monitor.store import Item
+
+        items = session.scalars(select(Item).order_by(Item.id)).all()
+    assert items[0].published == dated and items[0].published_from_feed
+    assert not items[1].published_from_feed and items[1].revision == 2
+    assert items[0].first_seen.tzinfo is UTC
     store.close()
