@@ -171,3 +171,17 @@ def test_a_prestarted_pool_takes_fast_parses_off_the_main_process() -> None:
         assert executor is not None and len(executor._processes) == 2  # type: ignore[attr-defined]
     finally:
         pool.close()
+
+
+def test_entries_survive_the_trip_from_a_worker_unchanged() -> None:
+    import dataclasses
+    import pickle
+
+    parsed = parse_document(_feed(1, n=3, slow=False), "https://zeitung1.example/feed.xml", FETCHED_AT)
+    undated = dataclasses.replace(parsed.entries[0], published_from_feed=False, url=None)
+    for entry in [*parsed.entries, undated]:
+        again = pickle.loads(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
+        assert again == entry  # every field, in order (Entry.__reduce__ lists them by hand)
+        assert [getattr(again, f.name) for f in dataclasses.fields(again)] == [
+            getattr(entry, f.name) for f in dataclasses.fields(entry)
+        ]
