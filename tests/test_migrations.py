@@ -250,9 +250,10 @@ def test_commands_that_open_the_database_migrate_it(project: Project) -> None:
 def test_the_start_up_check_reads_the_same_head_as_alembic(engine: sa.Engine) -> None:
     """Every start compares alembic_version with the head read from the scripts' text (no Alembic);
     it must name the head Alembic computes, and say "not at head" before the upgrade."""
-    from monitor.store.migrate import _at_head, _head_from_scripts
+    from monitor.store.migrate import _at_head
+    from monitor.store.revisions import head_from_scripts
 
-    assert _head_from_scripts() == head_revision()
+    assert head_from_scripts() == head_revision()
     assert not _at_head(engine)
     upgrade(engine)
     assert _at_head(engine)

@@ -6,7 +6,8 @@ Why: importing SQLAlchemy, SQLModel and the tables, checking the migrations and 
 through the ORM was ~0.25 s of every ``monitor poll`` start, a third of a poll in which 500 feeds
 answer 304. With this lane such a poll never loads them; the first feed that brings something new
 (or fails) loads the full ``Store`` and takes the normal path. ``Monitor`` uses the lane only for a
-plain SQLite file whose schema is at ``SCHEMA_HEAD`` and whose feeds match the config (otherwise
+plain SQLite file whose schema is at the migrations' head (read from the scripts' text, as the
+start-up check does: ``revisions.head_from_scripts``) and whose feeds match the config (otherwise
 the full store migrates and syncs as before); PostgreSQL always takes the full store.
 
 This module and ``monitor.store.store`` are the places with SQL; the statements here read and
@@ -16,7 +17,6 @@ write exactly the columns and formats SQLAlchemy's SQLite dialect does (tests co
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -25,11 +25,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from monitor.store.revisions import head_from_scripts
 from monitor.store.sqlite_settings import SQLITE_BUSY_TIMEOUT_MS, SQLITE_PRAGMAS
-
-# The newest migration (db/migrations/versions). tests/test_store_lite.py fails when a migration
-# is added without moving this: a database at another revision takes the full store, which migrates.
-SCHEMA_HEAD = "0002"
 
 # feed_state's columns (FeedState.model_fields; a test keeps the two equal).
 FEED_STATE_COLUMNS = (
@@ -149,10 +146,14 @@ class LiteStore:
     @classmethod
     def open(cls, url: str, feeds: Iterable[tuple[str, str]]) -> LiteStore | None:
         """The lane for ``url``, or None when the full store must run first: not a plain SQLite
-        file, no database yet, a schema at another revision (or another migrations folder), or
-        configured feeds the database does not have (new, or a changed URL)."""
+        file, no database yet, a schema at another revision than the scripts' head (or a head
+        this cannot read: Alembic decides then), or configured feeds the database does not have
+        (new, or a changed URL)."""
         path = sqlite_file(url)
-        if path is None or os.environ.get("MONITOR_MIGRATIONS_DIR") or not path.is_file():
+        if path is None or not path.is_file():
+            return None
+        head = head_from_scripts()
+        if head is None:
             return None
         conn = sqlite3.connect(
             path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
@@ -165,7 +166,7 @@ class LiteStore:
         except sqlite3.Error:  # not our database, or an old one: the full store says what is wrong
             conn.close()
             return None
-        if revision != [(SCHEMA_HEAD,)] or any(stored.get(name) != u for name, u in feeds):
+        if revision != [(head,)] or any(stored.get(name) != u for name, u in feeds):
             conn.close()
             return None
         return cls(conn)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import make_url
+
+from monitor.store.revisions import MigrationError, head_from_scripts, migrations_dir
 
 log = logging.getLogger(__name__)
 # Alembic narrates every step at INFO; our own log line says what was migrated.
@@ -35,27 +35,6 @@ APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "me
 # pg_advisory_lock key shared by migrations and APScheduler's table creation ("story-monitor schema").
 SCHEMA_LOCK_KEY = 0x53_4D_5343_4845_4D41 & 0x7FFF_FFFF_FFFF_FFFF
 LEGACY_MARKER_TABLE = "feed_state"  # a database made by create_all before migrations existed
-
-
-class MigrationError(Exception):
-    """The migrations could not be found or applied."""
-
-
-def migrations_dir() -> Path:
-    """``$MONITOR_MIGRATIONS_DIR``, else ``db/migrations`` of the source tree, else of the cwd."""
-    env = os.environ.get("MONITOR_MIGRATIONS_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [
-        Path(__file__).resolve().parents[2] / "db" / "migrations",
-        Path.cwd() / "db" / "migrations",
-    ]
-    for candidate in candidates:
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise MigrationError(
-        "cannot find the migration scripts (db/migrations); run from the project checkout "
-        "or set MONITOR_MIGRATIONS_DIR"
-    )
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -167,39 +146,10 @@ def _file_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-_REVISION_LINE = re.compile(r"^revision\s*(?::[^=\n]*)?=\s*[\"']([^\"'\n]+)[\"']\s*$", re.M)
-_DOWN_REVISION_LINE = re.compile(
-    r"^down_revision\s*(?::[^=\n]*)?=\s*(?:None|[\"']([^\"'\n]+)[\"'])\s*$", re.M
-)
-
-
-def _head_from_scripts() -> str | None:
-    """The head revision read from the scripts' ``revision = "…"`` / ``down_revision = …`` lines,
-    without Alembic (which imports alembic and execs every script: ~0.1 s on every start). None when
-    the scripts are not a plain chain this can read (branches, merges, unusual syntax): then Alembic
-    decides."""
-    try:
-        versions = migrations_dir() / "versions"
-        revs: set[str] = set()
-        downs: set[str] = set()
-        for script in versions.glob("*.py"):
-            source = script.read_text(encoding="utf-8")
-            rev, down = _REVISION_LINE.findall(source), _DOWN_REVISION_LINE.findall(source)
-            if len(rev) != 1 or len(down) != 1:
-                return None
-            revs.add(rev[0])
-            if down[0]:
-                downs.add(down[0])
-    except (OSError, UnicodeDecodeError, MigrationError):
-        return None
-    heads = revs - downs
-    return heads.pop() if len(heads) == 1 and downs <= revs else None
-
-
 def _at_head(engine: Engine) -> bool:
     """The cheap check done on every start: one row of ``alembic_version`` against the head read from
     the scripts. False whenever unsure (no version table, several rows, unreadable scripts)."""
-    head = _head_from_scripts()
+    head = head_from_scripts()
     if head is None:
         return False
     try:
