@@ -8,10 +8,29 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from monitor.store.database import is_sqlite, make_engine, normalise_url, redact
-    from monitor.store.models import Delivery, Development, DevelopmentSource, FeedState, Item, StoryMatch
-    from monitor.store.store import (
+# Where each public name lives; imported on first access (``__getattr__``).
+_HOMES = {
+    "monitor.store.database": ("is_sqlite", "make_engine", "normalise_url", "redact"),
+    "monitor.store.models": ("Delivery", "Development", "DevelopmentSource", "FeedState", "Item", "StoryMatch"),
+    "monitor.store.store": (
+        "ChangedItem", "DevelopmentRecord", "KnownDevelopment", "MatchRecord",
+        "PollTransaction", "SourceRecord", "Store", "StoreError",
+    ),
+}  # fmt: skip
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_HOME_OF)
+
+if TYPE_CHECKING:  # the same names for type checkers (re-exports, hence noqa: F401)
+    from monitor.store.database import is_sqlite, make_engine, normalise_url, redact  # noqa: F401
+    from monitor.store.models import (  # noqa: F401
+        Delivery,
+        Development,
+        DevelopmentSource,
+        FeedState,
+        Item,
+        StoryMatch,
+    )
+    from monitor.store.store import (  # noqa: F401
         ChangedItem,
         DevelopmentRecord,
         KnownDevelopment,
@@ -21,50 +40,6 @@ if TYPE_CHECKING:
         Store,
         StoreError,
     )
-
-_HOMES = {
-    "monitor.store.database": ("is_sqlite", "make_engine", "normalise_url", "redact"),
-    "monitor.store.models": (
-        "Delivery",
-        "Development",
-        "DevelopmentSource",
-        "FeedState",
-        "Item",
-        "StoryMatch",
-    ),
-    "monitor.store.store": (
-        "ChangedItem",
-        "DevelopmentRecord",
-        "KnownDevelopment",
-        "MatchRecord",
-        "PollTransaction",
-        "SourceRecord",
-        "Store",
-        "StoreError",
-    ),
-}
-_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
-
-__all__ = [
-    "ChangedItem",
-    "Delivery",
-    "Development",
-    "DevelopmentRecord",
-    "DevelopmentSource",
-    "FeedState",
-    "Item",
-    "KnownDevelopment",
-    "MatchRecord",
-    "PollTransaction",
-    "SourceRecord",
-    "Store",
-    "StoreError",
-    "StoryMatch",
-    "is_sqlite",
-    "make_engine",
-    "normalise_url",
-    "redact",
-]
 
 
 def __getattr__(name: str) -> Any:
