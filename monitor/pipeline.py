@@ -26,6 +26,7 @@ from monitor import health
 from monitor.baseline import fetch_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
+from monitor.group_commit import GroupCommit
 from monitor.parse import ParsedFeed
 from monitor.parse_pool import ParsePool
 from monitor.store.lite import FEED_STATE_COLUMNS, NOT_MODIFIED_COLUMNS, LiteStore
@@ -75,16 +76,20 @@ _STATE_FIELDS = FEED_STATE_COLUMNS
 
 @dataclass(slots=True)
 class _PendingWrite:
+    """The health row of a poll that brought nothing new, while it waits for its group commit
+    (``Monitor._health_commits``), and its outcome."""
+
     row: dict[str, Any]
     done: anyio.Event = field(default_factory=anyio.Event)
-    written: bool = False
+    finished: bool = False  # the batch that held it ran to its end
+    written: bool = False  # ... and wrote it (else its row changed since it was read)
     error: BaseException | None = None
 
 
 @dataclass(slots=True)
 class _PollWrite:
     """What one poll of one feed writes (``Monitor._write_poll``), and, while it waits for the group
-    commit (``Monitor._flush_poll_writes``), its outcome."""
+    commit (``Monitor._poll_commits``), its outcome."""
 
     name: str
     result: FetchResult
@@ -96,12 +101,24 @@ class _PollWrite:
     report: FeedPollReport | None = None
     error: BaseException | None = None
 
+    @property
+    def finished(self) -> bool:
+        return self.report is not None
+
 
 # Feeds written in one group-commit transaction at most (bounds its size and the time it holds
 # SQLite's write lock against the alert worker and the CLI).
 GROUP_COMMIT_MAX = 64
 
 _last_trim = 0.0
+
+
+def _store_error(what: str, exc: BaseException) -> BaseException:
+    """What a poll waiting for a group commit raises when its batch failed as a whole (or was
+    cancelled): not known whether it committed."""
+    from monitor.store import StoreError
+
+    return StoreError(f"{what}: {exc!r}")
 
 
 def _release_free_memory() -> None:
@@ -166,14 +183,23 @@ class Monitor:
         self.stopping = False
         self.parse_pool = ParsePool()
         self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
-        self._not_modified_queue: list[_PendingWrite] = []
-        self._not_modified_flushing = False
-        # SQLite has one writer: polls are written in group commits (_flush_poll_writes). On
-        # PostgreSQL each feed keeps its own transaction: its row lock and the per-story lock are
-        # held for one feed, not for a batch, so other nodes are not held up.
+        # Polls that brought nothing new: their health rows, many feeds per transaction.
+        self._health_commits = GroupCommit(
+            self._write_not_modified_batch,
+            limiter=self._db_limiter,
+            batch_max=None,
+            failure=functools.partial(_store_error, "writing feed health failed"),
+        )
+        # SQLite has one writer: polls are written in group commits, up to GROUP_COMMIT_MAX feeds
+        # per transaction. On PostgreSQL each feed keeps its own transaction: its row lock and the
+        # per-story lock are held for one feed, not for a batch, so other nodes are not held up.
         self._group_commit = is_sqlite_url(config.database)
-        self._write_queue: list[_PollWrite] = []
-        self._write_flushing = False
+        self._poll_commits = GroupCommit(
+            self._write_poll_batch,
+            limiter=self._db_limiter,
+            batch_max=GROUP_COMMIT_MAX,
+            failure=functools.partial(_store_error, "writing polls failed"),
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -358,44 +384,9 @@ class Monitor:
         job = _PollWrite(name, result, parsed, body_hash, slot, fulltexts)
         if not self._group_commit:
             return await anyio.to_thread.run_sync(self._write_poll, job, limiter=self._db_limiter)
-        self._write_queue.append(job)
-        if not self._write_flushing:
-            await self._flush_poll_writes()
-        await job.done.wait()
-        if job.error is not None:
-            raise job.error
+        await self._poll_commits.write(job)
         assert job.report is not None
         return job.report
-
-    async def _flush_poll_writes(self) -> None:
-        """Group commit (SQLite): whoever finds no flush running writes every queued poll, up to
-        ``GROUP_COMMIT_MAX`` feeds per transaction, until the queue is empty; polls that queue
-        meanwhile go into the next transaction."""
-        self._write_flushing = True
-        batch: list[_PollWrite] = []
-        try:
-            while self._write_queue:
-                batch = self._write_queue[:GROUP_COMMIT_MAX]
-                del self._write_queue[:GROUP_COMMIT_MAX]
-                await anyio.to_thread.run_sync(self._write_poll_batch, batch, limiter=self._db_limiter)
-                for job in batch:
-                    job.done.set()
-                batch = []
-        except BaseException as exc:
-            # Cancelled (shutdown) or the database failed outside any one feed's writes: not known
-            # whether it committed, so every waiting poll reports the failure; none writes twice.
-            from monitor.store import StoreError
-
-            error = StoreError(f"writing polls failed: {exc!r}")
-            for job in batch + self._write_queue:
-                if not job.done.is_set():
-                    if job.report is None and job.error is None:  # else it ran to the end
-                        job.error = error
-                    job.done.set()
-            self._write_queue = []
-            raise
-        finally:
-            self._write_flushing = False
 
     def _write_poll_batch(self, jobs: list[_PollWrite]) -> None:
         """The polls of ``jobs`` in one transaction. If any of them raises, the transaction rolls
@@ -433,7 +424,7 @@ class Monitor:
     ) -> FeedPollReport | None:
         """A poll that brought nothing to parse (304, or the same body again) changes only the feed's
         health counters and validators: computed here by ``health.record_poll`` on a copy of the
-        state, written together with other such feeds in one transaction (``_flush_not_modified``).
+        state, written together with other such feeds in one transaction (``_health_commits``).
         None when the feed needs its normal poll transaction (a failure, a "source back" alert, a
         move, or a row that changed since it was read)."""
         if result.error_kind is not None or state.disabled or state.down_alerted:
@@ -454,49 +445,20 @@ class Monitor:
         row = {c: getattr(copy, c) for c in NOT_MODIFIED_COLUMNS}
         row.update(id=state.id, current_url=state.current_url, expect_polls_total=state.polls_total)
         pending = _PendingWrite(row)
-        self._not_modified_queue.append(pending)
-        if not self._not_modified_flushing:
-            await self._flush_not_modified()
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
+        await self._health_commits.write(pending)
         if not pending.written:
             return None
         return FeedPollReport(
             state.name, update.status, http_status=result.status, error=update.error, problems=update.problems
         )
 
-    async def _flush_not_modified(self) -> None:
-        """Group commit: whoever finds no flush running writes everything queued, in batches, until
-        the queue is empty; polls that queue meanwhile wait for the next batch."""
-        self._not_modified_flushing = True
-        batch: list[_PendingWrite] = []
-        try:
-            while self._not_modified_queue:
-                batch, self._not_modified_queue = self._not_modified_queue, []
-                write = (
-                    self._lite.write_not_modified if self._lite is not None else self.store.write_not_modified
-                )
-                skipped = await anyio.to_thread.run_sync(
-                    write, [p.row for p in batch], limiter=self._db_limiter
-                )
-                for p in batch:
-                    p.written = p.row["id"] not in skipped
-                    p.done.set()
-                batch = []
-        except BaseException as exc:
-            # Not known whether it committed: the waiting polls report the failure (database errors
-            # raise from poll_feed), none of them runs a second write.
-            from monitor.store import StoreError
-
-            error = StoreError(f"writing feed health failed: {exc!r}")
-            for p in batch + self._not_modified_queue:
-                p.error = error
-                p.done.set()
-            self._not_modified_queue = []
-            raise
-        finally:
-            self._not_modified_flushing = False
+    def _write_not_modified_batch(self, batch: list[_PendingWrite]) -> None:
+        """The health rows of ``batch`` in one transaction (the fast lane's, or the store's)."""
+        write = self._lite.write_not_modified if self._lite is not None else self.store.write_not_modified
+        skipped = write([p.row for p in batch])
+        for p in batch:
+            p.written = p.row["id"] not in skipped
+            p.finished = True
 
     async def _fetch_fulltexts(self, name: str, parsed: ParsedFeed | None) -> dict[str, FullText]:
         """For a ``fulltext: true`` feed: the article text of new entries that match a story,

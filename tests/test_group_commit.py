@@ -1,16 +1,21 @@
-"""Group commit on SQLite (``Monitor._flush_poll_writes`` -> ``Store.poll_batch``): many feeds' poll
+"""Group commit on SQLite (``Monitor._poll_commits`` -> ``Store.poll_batch``): many feeds' poll
 writes in one transaction, with the same results as one transaction per feed, and one feed that
-fails its write fails only itself."""
+fails its write fails only itself. ``GroupCommit`` itself: batches, and what a failed or cancelled
+batch reports."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlmodel import func, select
 
 from monitor.fetch import FetchResult
+from monitor.group_commit import GroupCommit
 from monitor.parse import parse_feed
 from monitor.pipeline import _PollWrite
 from monitor.store import Item, StoreError
@@ -82,3 +87,95 @@ def test_one_failing_write_fails_only_its_own_feed(tmp_path: Path) -> None:
                 assert session.scalar(select(func.count()).select_from(Item)) == 20
             with pytest.raises(StoreError):
                 monitor._write_poll(job("gone", 2))
+
+
+@dataclass
+class _Job:
+    n: int
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+    result: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None
+
+
+class _Broken(Exception):
+    pass
+
+
+def _commits(write, batch_max: int | None = 2) -> GroupCommit[_Job]:  # type: ignore[no-untyped-def]
+    return GroupCommit(
+        write, limiter=anyio.CapacityLimiter(1), batch_max=batch_max, failure=lambda exc: _Broken(repr(exc))
+    )
+
+
+def test_group_commit_writes_queued_jobs_in_bounded_batches() -> None:
+    batches: list[list[int]] = []
+
+    def write(jobs: list[_Job]) -> None:
+        batches.append([j.n for j in jobs])
+        for j in jobs:
+            j.result = j.n * 10
+
+    async def main() -> list[_Job]:
+        commits = _commits(write)
+        jobs = [_Job(n) for n in range(5)]
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(commits.write, job)
+        return jobs
+
+    jobs = anyio.run(main)
+    assert [j.result for j in jobs] == [0, 10, 20, 30, 40]
+    # the first job's task flushes alone; the four queued meanwhile go in batches of two
+    assert batches == [[0], [1, 2], [3, 4]]
+
+
+def test_a_cancelled_flush_keeps_what_its_thread_wrote_and_fails_the_rest() -> None:
+    """Shutdown cancels the task that flushes while its batch is in the thread: the thread runs to
+    its end, so that batch's jobs keep their outcome; jobs queued behind it fail (not known to be
+    written) instead of waiting forever, and nothing is written twice."""
+    entered, release = threading.Event(), threading.Event()
+    written: list[int] = []
+
+    def write(jobs: list[_Job]) -> None:
+        entered.set()
+        release.wait(30)
+        for j in jobs:
+            written.append(j.n)
+            j.result = j.n
+
+    first, second = _Job(1), _Job(2)
+    outcomes: dict[str, str] = {}
+
+    async def main() -> None:
+        commits = _commits(write, batch_max=None)
+        flusher = anyio.CancelScope()
+
+        async def run_first() -> None:
+            with flusher:
+                await commits.write(first)
+                outcomes["first"] = "returned"
+
+        async def run_second() -> None:
+            try:
+                await commits.write(second)
+                outcomes["second"] = "returned"
+            except _Broken:
+                outcomes["second"] = "failed"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_first)
+            await anyio.to_thread.run_sync(entered.wait)  # the first batch is in the thread
+            tg.start_soon(run_second)
+            await anyio.wait_all_tasks_blocked()  # the second job is queued behind it
+            flusher.cancel()
+            release.set()
+        assert flusher.cancelled_caught
+
+    anyio.run(main)
+    assert written == [1]  # the second job was never written, nor the first twice
+    assert (first.result, first.error) == (1, None)  # written: its outcome stands
+    assert outcomes == {"second": "failed"} and isinstance(second.error, _Broken)
