@@ -590,11 +590,14 @@ class Store:
             # most of this method's time, and it runs at every start (~10 ms for 500 feeds).
             configured: dict[str, str] = dict(session.execute(select(FeedState.name, FeedState.url)).all())
             new_rows = []
+            blank: dict[str, Any] | None = None  # a new feed's row: the model's defaults, made once
             for name, url in feeds:
                 if name not in configured:
-                    new_rows.append(
-                        FeedState(name=name, url=url, current_url=url, problems=[]).model_dump(exclude={"id"})
-                    )
+                    if blank is None:
+                        blank = FeedState(name="", url="", current_url="", problems=[]).model_dump(
+                            exclude={"id"}
+                        )
+                    new_rows.append({**blank, "name": name, "url": url, "current_url": url, "problems": []})
                 elif configured[name] != url:
                     session.execute(
                         update(FeedState)
