@@ -463,7 +463,9 @@ class Store:
         if stmt is None:
             engine = self.engine
             if name == "match_upsert":
-                stmt = _insert_for(engine, StoryMatch)
+                # On the tables, not the ORM entities (here and below): the ORM's bulk-insert path
+                # was most of the cost of these many small executemany calls (~85 us per match row).
+                stmt = _insert_for(engine, StoryMatch.__table__)  # type: ignore[attr-defined]
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["story_id", "item_id"],
                     set_={
@@ -488,7 +490,8 @@ class Store:
             elif name == "feed_has_items":
                 stmt = select(ITEM_TABLE.c.id).where(ITEM_TABLE.c.feed_id == bindparam("feed_id")).limit(1)
             elif name == "source_insert":
-                stmt = _insert_for(engine, DevelopmentSource).on_conflict_do_nothing(
+                table = DevelopmentSource.__table__  # type: ignore[attr-defined]
+                stmt = _insert_for(engine, table).on_conflict_do_nothing(
                     index_elements=["development_id", "item_id"]
                 )
             else:
