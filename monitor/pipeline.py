@@ -35,7 +35,7 @@ from monitor.store.pending import changed_entry_ids
 if TYPE_CHECKING:  # imported where used: a poll in which nothing changed never needs them
     from monitor import diff
     from monitor.fulltext import FullText
-    from monitor.match import MatchResult, StoryMatcher
+    from monitor.match import MatchResult, StoryMatcher, StoryScreen
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class Monitor:
         self.store = store or Store(config.database)
         self.fetcher: Fetcher | None = None
         self.matchers: dict[str, StoryMatcher] = {}
+        self._screen: StoryScreen | None = None  # of the compiled matchers (``_story_screen``)
         self.baselines: dict[str, diff.BaselineModel] = {}
         # Per story, the start for which earlier development sources were last withdrawn.
         self._diff_starts: dict[str, datetime] = {}
@@ -213,6 +214,16 @@ class Monitor:
                     )
                     self.matchers[story.id] = matcher
             return dict(self.matchers)  # a copy: _forget_story_state may clear the dict meanwhile
+
+    def _story_screen(self, matchers: dict[str, StoryMatcher]) -> StoryScreen:
+        """One screen for all stories (``match.StoryScreen``), built once per set of matchers."""
+        from monitor.match import StoryScreen
+
+        with self._compile_lock:
+            screen = self._screen
+            if screen is None or screen.stories != tuple(matchers.values()):
+                screen = self._screen = StoryScreen(matchers.values())
+            return screen
 
     async def close(self) -> None:
         if self._deliverer is not None:
@@ -397,6 +408,7 @@ class Monitor:
         instead of matching the same items a second time."""
         with self._compile_lock:
             self.matchers.clear()
+            self._screen = None
             self.baselines.clear()
             self._diff_starts.clear()
 
@@ -560,13 +572,23 @@ class Monitor:
         # lemmas) is computed once too: ``match.prepare`` and ``diff.novelty.item_sentences`` are
         # cached, and the stories run one after another over the same items.
         texts = [_diff_text(item.entry.entry_id, item.entry.text, fulltexts) for item in changed]
-        for story_id, matcher in self._stories().items():
+        matchers = self._stories()
+        # Items that no story could match (most of them) are screened out once for all stories.
+        screen = self._story_screen(matchers)
+        candidates = [
+            screen.could_hit(item.entry.title, text) for item, text in zip(changed, texts, strict=True)
+        ]
+        for story_id, matcher in matchers.items():
             records: list[MatchRecord] = []
             story_items: list[diff.StoryItem] = []
             unmatched_updates: list[int] = []
             cutoff_before = matcher.background_cutoff
-            for item, text in zip(changed, texts, strict=True):
+            for item, text, candidate in zip(changed, texts, candidates, strict=True):
                 entry = item.entry
+                if not candidate:  # matcher.match would say "no story terms"
+                    if item.kind == "updated":
+                        unmatched_updates.append(item.item_id)
+                    continue
                 result: MatchResult = matcher.match(
                     entry.title, text, entry.published if entry.published_from_feed else None
                 )

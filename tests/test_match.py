@@ -599,3 +599,33 @@ def test_stories_share_the_per_item_work_with_identical_results() -> None:
     title, text = items[2]
     assert prepare(title, text) is prepare(title, text)
     assert item_sentences(title, text) is item_sentences(title, text)
+
+
+def test_one_screen_for_all_stories_says_no_only_when_every_story_says_no() -> None:
+    """``StoryScreen`` (the pipeline screens each item once for all stories) rejects exactly the
+    items that every story's own screen rejects; a story without a screen keeps everything in."""
+    from monitor.match import StoryScreen
+
+    matchers = [
+        shipped(),
+        compile_story(story(keywords=["Tomahawk", "Marschflugkörper"])),
+        compile_story(story(keywords=["Selenskyj", "Selenski"])),
+    ]
+    texts = [
+        ("Gipfel in Budapest", "Orbán empfängt die Gäste."),
+        ("Lieferung", "Die USA liefern vorerst keine Tomahawks."),
+        ("Kiew", "SELENSKI reist nach Washington."),
+        ("Marschflugkörpern", "Nichts weiter."),
+        ("Wetter", "Morgen regnet es in München, übermorgen scheint die Sonne."),
+        ("Börse", "Der DAX schließt höher; Anleger sind erleichtert."),
+    ]
+    screen = StoryScreen(matchers)
+    verdicts = [screen.could_hit(title, text) for title, text in texts]
+    assert verdicts == [any(m.terms.could_hit(t, x) for m in matchers) for t, x in texts]
+    assert verdicts == [True, True, True, True, False, False]
+    # every story's own screen contributes: without the Tomahawk story its items are screened out
+    assert not StoryScreen([matchers[0], matchers[2]]).could_hit(*texts[3])
+    assert not StoryScreen([]).could_hit(*texts[0])
+    unscreened = compile_story(story(keywords=["Tomahawk"]))
+    unscreened.terms.screen = None  # as for a story with nothing to look for
+    assert StoryScreen([matchers[0], unscreened]).could_hit(*texts[4])

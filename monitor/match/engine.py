@@ -112,6 +112,7 @@ class CompiledTerms:
     excluded: dict[int, frozenset[str]]  # group -> folded words (with endings) that never count
     prefix_keys: frozenset[str] = frozenset()
     screen: re.Pattern[str] | None = None  # any text with a hit contains one of these strings
+    needles: frozenset[str] = frozenset()  # the strings ``screen`` looks for
 
     def could_hit(self, title: str, text: str) -> bool:
         """A cheap necessary condition for ``hits``: every hit is a word of the folded title or text
@@ -185,6 +186,7 @@ class CompiledTerms:
             {g: frozenset(words) for g, words in excluded.items()},
             frozenset(prefixes),
             _screen(needles),
+            frozenset(needles),
         )
 
     def _head_match(self, word: str, tail: str) -> bool:
@@ -249,6 +251,33 @@ def _screen(needles: set[str]) -> re.Pattern[str] | None:
     if not kept:
         return None
     return re.compile("|".join(re.escape(k) for k in sorted(kept, key=len, reverse=True)))
+
+
+class StoryScreen:
+    """One screen for several stories: ``could_hit`` is False only when no story's
+    ``CompiledTerms.could_hit`` could be True, so an item it rejects needs no per-story matching
+    (most items of a poll belong to no story; one search of all stories' strings instead of two
+    per story)."""
+
+    def __init__(self, matchers: Iterable[StoryMatcher]) -> None:
+        self.stories = tuple(matchers)
+        needles: set[str] = set()
+        pattern: re.Pattern[str] | None = None
+        for t in (m.terms for m in self.stories):
+            if t.screen is None:  # a story without screen may hit anything: screen nothing
+                break
+            needles.update(t.needles)
+        else:
+            pattern = _screen(needles)
+            if pattern is None:  # no story has anything to look for: nothing can hit
+                pattern = re.compile(r"(?!)")
+        self._pattern = pattern
+
+    def could_hit(self, title: str, text: str) -> bool:
+        pattern = self._pattern
+        if pattern is None:
+            return True
+        return pattern.search(fold(title)) is not None or pattern.search(fold(text)) is not None
 
 
 def _is_word(folded: str) -> bool:
