@@ -578,8 +578,12 @@ class Monitor:
         candidates = [
             screen.could_hit(item.entry.title, text) for item, text in zip(changed, texts, strict=True)
         ]
+        # Match every story first, then store all matches in one statement (one executemany per
+        # feed instead of one per story and feed); the removals and the diff below run per story
+        # after its matches are stored, as before.
+        records: list[MatchRecord] = []
+        matched: list[tuple[str, StoryMatcher, list[diff.StoryItem], list[int], datetime | None]] = []
         for story_id, matcher in matchers.items():
-            records: list[MatchRecord] = []
             story_items: list[diff.StoryItem] = []
             unmatched_updates: list[int] = []
             cutoff_before = matcher.background_cutoff
@@ -613,7 +617,9 @@ class Monitor:
                         previous_text=item.previous_text,
                     )
                 )
-            tx.add_matches(records)
+            matched.append((story_id, matcher, story_items, unmatched_updates, cutoff_before))
+        tx.add_matches(records)
+        for story_id, matcher, story_items, unmatched_updates, cutoff_before in matched:
             tx.remove_matches(unmatched_updates, story_id)
             # An item that left the story is no longer a source of its developments.
             tx.remove_development_sources(story_id, unmatched_updates)

@@ -239,6 +239,7 @@ class PollTransaction:
     # -- matches --------------------------------------------------------------------------------
 
     def add_matches(self, matches: Iterable[MatchRecord]) -> None:
+        now = utcnow()
         rows = [
             {
                 "story_id": m.story_id,
@@ -246,7 +247,7 @@ class PollTransaction:
                 "score": m.score,
                 "terms": list(m.terms),
                 "evidence": list(m.evidence),
-                "matched_at": utcnow(),
+                "matched_at": now,
             }
             for m in matches
         ]
