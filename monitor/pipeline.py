@@ -223,6 +223,8 @@ class Monitor:
             screen = self._screen
             if screen is None or screen.stories != tuple(matchers.values()):
                 screen = self._screen = StoryScreen(matchers.values())
+                # From now on the parse workers also analyse what may match (parse_pool).
+                self.parse_pool.screen = screen.pattern
             return screen
 
     async def close(self) -> None:
@@ -522,7 +524,7 @@ class Monitor:
                 fulltext = (fulltexts or {}).get(item.entry.entry_id)
                 if fulltext is not None:
                     tx.set_fulltext(item.item_id, fulltext.text, fulltext.status)
-            self._match_and_diff(tx, changed, report, fulltexts)
+            self._match_and_diff(tx, changed, report, fulltexts, parsed.sentences)
         return report
 
     def _update_health(
@@ -561,7 +563,10 @@ class Monitor:
         changed: Sequence[ChangedItem],
         report: FeedPollReport,
         fulltexts: dict[str, FullText] | None = None,
+        analysed: dict[str, Any] | None = None,
     ) -> None:
+        """``analysed``: per entry id, the diff's sentence analysis of the entry's title and text
+        when the parse worker computed it (``ParsedFeed.sentences``)."""
         if not changed or not self.config.stories:
             return
         from monitor import diff
@@ -615,6 +620,8 @@ class Monitor:
                         kind=item.kind,
                         previous_title=item.previous_title,
                         previous_text=item.previous_text,
+                        # computed on the entry's own text: not for an extracted article
+                        sentences=analysed.get(entry.entry_id) if analysed and text == entry.text else None,
                     )
                 )
             matched.append((story_id, matcher, story_items, unmatched_updates, cutoff_before))

@@ -171,3 +171,53 @@ def test_a_prestarted_pool_takes_fast_parses_off_the_main_process() -> None:
         assert executor is not None and len(executor._processes) == 2  # type: ignore[attr-defined]
     finally:
         pool.close()
+
+
+def _mixed_feed(i: int) -> bytes:
+    """Half the entries mention Budapest (in the title or only in the text), half do not."""
+    entries = [
+        FakeEntry(
+            guid=f"feed{i}-item{j}",
+            title="Gipfel in Budapest" if j % 4 == 0 else f"Meldung {j}",
+            text=(
+                f"Die Außenministerin reist am Montag nach Budapest. Dort trifft sie Orbán ({j})."
+                if j % 4 == 1
+                else f"Der Stadtrat beschließt den Haushalt Nummer {j}. Die Opposition ist dagegen."
+            ),
+            link=f"https://zeitung{i}.example/artikel/{j}.html",
+            published=datetime(2025, 10, 20, 8, j, tzinfo=UTC),
+        )
+        for j in range(8)
+    ]
+    return rss(entries, title=f"Zeitung {i}").encode("utf-8")
+
+
+def test_workers_analyse_the_entries_a_story_may_match() -> None:
+    """With the stories' screen set, a worker returns the diff's sentence analysis of exactly the
+    entries the screen lets through, equal to what the diff computes itself; the entries are the
+    reference parse's. Without a screen, nothing is analysed."""
+    from monitor.config import StoryConfig
+    from monitor.diff.novelty import item_sentences
+    from monitor.match import StoryScreen, compile_story
+
+    story = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
+    bodies = [_mixed_feed(i) for i in range(8)]
+    pool = ParsePool(workers=2)
+    try:
+        pool.prestart()
+        pool.screen = StoryScreen([compile_story(story)]).pattern
+        results = anyio.run(_parse_all, pool, bodies)
+        assert pool.parsed_by_workers >= 6  # all but the first of the burst
+        for parsed, reference in zip(results, _reference(bodies), strict=True):
+            assert parsed.entries == reference.entries
+            if parsed.sentences:  # parsed in a worker
+                wanted = {e.entry_id for e in parsed.entries if "Budapest" in e.title + e.text}
+                assert set(parsed.sentences) == wanted and len(wanted) == 4
+                for entry in parsed.entries:
+                    if entry.entry_id in wanted:
+                        assert parsed.sentences[entry.entry_id] == item_sentences(entry.title, entry.text)
+        assert sum(bool(p.sentences) for p in results) == pool.parsed_by_workers
+        pool.screen = None
+        assert all(not p.sentences for p in anyio.run(_parse_all, pool, bodies))
+    finally:
+        pool.close()

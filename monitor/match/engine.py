@@ -273,11 +273,20 @@ class StoryScreen:
                 pattern = re.compile(r"(?!)")
         self._pattern = pattern
 
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The one search (None: every item could hit); ``screen_could_hit`` applies it."""
+        return self._pattern
+
     def could_hit(self, title: str, text: str) -> bool:
-        pattern = self._pattern
-        if pattern is None:
-            return True
-        return pattern.search(fold(title)) is not None or pattern.search(fold(text)) is not None
+        return screen_could_hit(self._pattern, title, text)
+
+
+def screen_could_hit(pattern: re.Pattern[str] | None, title: str, text: str) -> bool:
+    """``StoryScreen.could_hit`` for its ``pattern`` (plain data: the parse workers get it)."""
+    if pattern is None:
+        return True
+    return pattern.search(fold(title)) is not None or pattern.search(fold(text)) is not None
 
 
 def _is_word(folded: str) -> bool:
