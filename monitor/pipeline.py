@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -162,6 +163,7 @@ class Monitor:
         self._idle.set()
         self.stopping = False
         self.parse_pool = ParsePool()
+        self.parse_pool.screen_source = self._parse_screen
         self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
         self._not_modified_queue: list[_PendingWrite] = []
         self._not_modified_flushing = False
@@ -226,6 +228,13 @@ class Monitor:
                 # From now on the parse workers also analyse what may match (parse_pool).
                 self.parse_pool.screen = screen.pattern
             return screen
+
+    def _parse_screen(self) -> re.Pattern[str] | None:
+        """For the parse workers (``ParsePool.screen_source``): the stories' screen, compiling the
+        stories now if need be (they are needed for the first write anyway)."""
+        if not self.config.stories:
+            return None
+        return self._story_screen(self._stories()).pattern
 
     async def close(self) -> None:
         if self._deliverer is not None:
@@ -524,7 +533,7 @@ class Monitor:
                 fulltext = (fulltexts or {}).get(item.entry.entry_id)
                 if fulltext is not None:
                     tx.set_fulltext(item.item_id, fulltext.text, fulltext.status)
-            self._match_and_diff(tx, changed, report, fulltexts, parsed.sentences)
+            self._match_and_diff(tx, changed, report, fulltexts, parsed)
         return report
 
     def _update_health(
@@ -563,10 +572,10 @@ class Monitor:
         changed: Sequence[ChangedItem],
         report: FeedPollReport,
         fulltexts: dict[str, FullText] | None = None,
-        analysed: dict[str, Any] | None = None,
+        parsed: ParsedFeed | None = None,
     ) -> None:
-        """``analysed``: per entry id, the diff's sentence analysis of the entry's title and text
-        when the parse worker computed it (``ParsedFeed.sentences``)."""
+        """``parsed``: the feed the items come from, with what the parse worker analysed of them
+        (``ParsedFeed.screened``, ``.sentences``, ``.documents``; see parse_pool)."""
         if not changed or not self.config.stories:
             return
         from monitor import diff
@@ -580,8 +589,18 @@ class Monitor:
         matchers = self._stories()
         # Items that no story could match (most of them) are screened out once for all stories.
         screen = self._story_screen(matchers)
+        analysed = parsed.sentences if parsed is not None else {}
+        documents = parsed.documents if parsed is not None else {}
+        # The worker screened the entries' own texts with this screen: its verdict stands (the
+        # entries it analysed) unless the text diffed is an extracted article.
+        worker_screened = (
+            parsed is not None and parsed.screened is not None and parsed.screened == screen.pattern
+        )
         candidates = [
-            screen.could_hit(item.entry.title, text) for item, text in zip(changed, texts, strict=True)
+            item.entry.entry_id in analysed
+            if worker_screened and text == item.entry.text
+            else screen.could_hit(item.entry.title, text)
+            for item, text in zip(changed, texts, strict=True)
         ]
         # Match every story first, then store all matches in one statement (one executemany per
         # feed instead of one per story and feed); the removals and the diff below run per story
@@ -598,8 +617,12 @@ class Monitor:
                     if item.kind == "updated":
                         unmatched_updates.append(item.item_id)
                     continue
+                own_text = text == entry.text  # the worker's analysis is of the entry's own text
                 result: MatchResult = matcher.match(
-                    entry.title, text, entry.published if entry.published_from_feed else None
+                    entry.title,
+                    text,
+                    entry.published if entry.published_from_feed else None,
+                    doc=documents.get(entry.entry_id) if own_text else None,
                 )
                 if not result.matched:
                     if item.kind == "updated":
@@ -621,7 +644,7 @@ class Monitor:
                         previous_title=item.previous_title,
                         previous_text=item.previous_text,
                         # computed on the entry's own text: not for an extracted article
-                        sentences=analysed.get(entry.entry_id) if analysed and text == entry.text else None,
+                        sentences=analysed.get(entry.entry_id) if own_text else None,
                     )
                 )
             matched.append((story_id, matcher, story_items, unmatched_updates, cutoff_before))

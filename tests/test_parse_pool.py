@@ -221,3 +221,43 @@ def test_workers_analyse_the_entries_a_story_may_match() -> None:
         assert all(not p.sentences for p in anyio.run(_parse_all, pool, bodies))
     finally:
         pool.close()
+
+
+def test_the_screen_is_asked_for_once_before_the_first_worker_parse() -> None:
+    """``screen_source`` (the monitor compiles its stories) is called once, before any worker
+    parse, so every worker parse analyses; if it fails, parsing goes on without analysis."""
+    from monitor.config import StoryConfig
+    from monitor.match import StoryScreen, compile_story
+
+    story = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
+    calls: list[int] = []
+
+    def source():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return StoryScreen([compile_story(story)]).pattern
+
+    bodies = [_mixed_feed(i) for i in range(8)]
+    pool = ParsePool(workers=2)
+    try:
+        pool.prestart()
+        pool.screen_source = source
+        results = anyio.run(_parse_all, pool, bodies)
+        assert calls == [1]
+        assert pool.parsed_by_workers >= 6
+        assert sum(len(p.sentences) == 4 and len(p.documents) == 4 for p in results) == pool.parsed_by_workers
+        assert all(p.screened == pool.screen for p in results if p.sentences)
+    finally:
+        pool.close()
+
+    def failing():  # type: ignore[no-untyped-def]
+        raise ValueError("story does not compile")
+
+    pool = ParsePool(workers=2)
+    try:
+        pool.prestart()
+        pool.screen_source = failing
+        results = anyio.run(_parse_all, pool, bodies)
+        assert [p.entries for p in results] == [r.entries for r in _reference(bodies)]
+        assert pool.parsed_by_workers >= 6 and not any(p.sentences for p in results)
+    finally:
+        pool.close()

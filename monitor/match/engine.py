@@ -463,14 +463,22 @@ class StoryMatcher:
     # -- matching ---------------------------------------------------------------------------------
 
     def match(
-        self, title: str, text: str, published: datetime | None = None, *, remember: bool = True
+        self,
+        title: str,
+        text: str,
+        published: datetime | None = None,
+        *,
+        remember: bool = True,
+        doc: Document | None = None,
     ) -> MatchResult:
         """Score one item. ``published`` is None when the feed gave no date (no background check).
-        A matched item is added to the story state unless ``remember`` is false."""
+        A matched item is added to the story state unless ``remember`` is false. ``doc``:
+        ``prepare(title, text)`` when already computed (by the parse worker)."""
         story_id = self.story.id
         if not self.terms.could_hit(title or "", text or ""):
             return self._no_terms
-        doc = prepare(title or "", text or "")
+        if doc is None:
+            doc = prepare(title or "", text or "")
         hits = self.terms.hits(doc)
         if not hits:
             return self._no_terms
