@@ -629,3 +629,20 @@ def test_one_screen_for_all_stories_says_no_only_when_every_story_says_no() -> N
     unscreened = compile_story(story(keywords=["Tomahawk"]))
     unscreened.terms.screen = None  # as for a story with nothing to look for
     assert StoryScreen([matchers[0], unscreened]).could_hit(*texts[4])
+
+
+def test_word_positions_are_those_of_whole_words_only() -> None:
+    """``Document.positions`` searches one word at a time: it finds exactly the offsets at which
+    the folded text's word runs equal the word (not inside longer words, numbers or compounds)."""
+    import re
+
+    doc = prepare(
+        "Gipfel-Treffen: Gipfel 2025 in Budapest",
+        "Der Gipfel2 und der Gipfelort; Budapester Gipfel. GIPFEL! Ein Vorgipfel und 2025er Gipfel-Gipfel.",
+    )
+    words = re.compile(r"[a-z0-9]+")
+    for word in [*sorted(doc.vocab), "budapes", "ipfel", "nirgends"]:
+        expected = [m.start() for m in words.finditer(doc.folded) if m.group() == word]
+        assert doc.positions(word) == expected, word
+    assert len(doc.positions("gipfel")) == 6
+    assert doc.positions("gipfel") == doc.positions("gipfel")  # from the per-word cache

@@ -57,12 +57,16 @@ class Document:
         return self._by_prefix
 
     def positions(self, word: str) -> list[int]:
-        if self._positions is None:
-            index: dict[str, list[int]] = {}
-            for m in _WORD.finditer(self.folded):
-                index.setdefault(m.group(), []).append(m.start())
-            self._positions = index
-        return self._positions.get(word, [])
+        """Offsets of ``word`` (a word of ``vocab``) as a whole word in ``folded``. One search per
+        word asked for (a story's few hits), not an index of every word of the text: building that
+        was half of matching an item (measured: 0.4 s of 0.9 s for the bench's 6,500 items)."""
+        found_at = self._positions
+        if found_at is None:
+            found_at = self._positions = {}
+        found = found_at.get(word)
+        if found is None:
+            found = found_at[word] = [m.start() for m in _whole_word(word).finditer(self.folded)]
+        return found
 
     def sentence_of(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
@@ -80,6 +84,12 @@ class Document:
         if self._lemmas is None:
             self._lemmas = Counter(content_lemmas("\n".join(self.sentences)))
         return self._lemmas
+
+
+@lru_cache(maxsize=4096)
+def _whole_word(word: str) -> re.Pattern[str]:
+    """``word`` where ``_WORD`` would find it: not inside a longer run of letters and digits."""
+    return re.compile(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])")
 
 
 @lru_cache(maxsize=512)
