@@ -187,3 +187,19 @@ def test_a_word_first_in_one_sentence_and_inside_another_is_analysed_for_each_pl
     # a verb first in its sentence is no noun; inside a sentence, capitalised, it would count as one
     assert "besuchen" not in analyse("Besuchte Tarnowski die Wasserwerke?").nouns
     assert "wasserwerk" in first.nouns and "besuchen" in first.terms - first.nouns
+
+
+def test_a_reference_answers_anew_once_it_learns_more() -> None:
+    """``Reference`` remembers its answers to ``knows_name`` and ``covers``; adding a sentence
+    must make it answer from the new content (and the memo never makes references unequal)."""
+    reference = Reference()
+    assert not reference.knows_name("tarnowski") and reference.covers("wasserwerk") == 0.0
+    assert reference.covers("wasserwerk-betreiber") == 0.0
+    copy = reference.copy()
+    reference.add(analyse("Gestern besuchte Tarnowski die Wasserwerke."))
+    assert reference.knows_name("tarnowski") and reference.knows_name("tarnowskis")
+    assert reference.covers("wasserwerk") == 1.0 and reference.covers("wasserwerk-betreiber") == 0.5
+    assert not copy.knows_name("tarnowski") and copy.covers("wasserwerk") == 0.0
+    fresh = Reference()
+    fresh.add(analyse("Gestern besuchte Tarnowski die Wasserwerke."))
+    assert fresh == reference
