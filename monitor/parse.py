@@ -69,7 +69,7 @@ class ParsedFeed:
     # text. ``screened`` is None when nothing was screened.
     sentences: dict[str, Any] = field(default_factory=dict)
     documents: dict[str, Any] = field(default_factory=dict)
-    screened: Any = None
+    screened: re.Pattern[str] | None = None
 
 
 def html_to_text(value: str | None) -> str:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 
@@ -646,3 +647,58 @@ def test_word_positions_are_those_of_whole_words_only() -> None:
         assert doc.positions(word) == expected, word
     assert len(doc.positions("gipfel")) == 6
     assert doc.positions("gipfel") == doc.positions("gipfel")  # from the per-word cache
+
+
+def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project: Project) -> None:
+    """A feed parsed in a worker says which entries its stories' screen let through
+    (``ParsedFeed.screened`` / ``.sentences``); the writer takes that verdict for the entry's own
+    text, and screens again when it diffs an extracted article instead."""
+    from monitor.fulltext import FullText
+    from monitor.parse import Entry, ParsedFeed, content_hash
+    from monitor.pipeline import FeedPollReport, Monitor
+
+    project.write(
+        {
+            "feeds": [{"name": "kurier", "url": "https://example.org/kurier.xml"}],
+            "stories": [{"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]}],
+        }
+    )
+    config = load_config(project.config_path)
+
+    def entry(entry_id: str, text: str) -> Entry:
+        title = "Treffen geplant"
+        return Entry(
+            entry_id,
+            None,
+            title,
+            text,
+            "",
+            datetime(2025, 10, 20, tzinfo=UTC),
+            True,
+            content_hash(title, text),
+        )
+
+    async def poll(entries: list[Entry], fulltexts: dict[str, FullText]) -> list[str]:
+        monitor = Monitor(config)
+        try:
+            await monitor.open()
+            screen = monitor._parse_screen()
+            assert screen is not None
+            # As a worker reports it: screened with the stories' screen, nothing let through.
+            parsed = ParsedFeed(entries, screened=screen)
+            with monitor.store.poll_transaction("kurier") as tx:
+                changed = tx.upsert_entries(entries)
+                monitor._match_and_diff(tx, changed, FeedPollReport("kurier", "ok"), fulltexts, parsed)
+            return sorted(i["url"] or i["title"] for i in monitor.items("gipfel"))
+        finally:
+            await monitor.close()
+
+    teaser = "Die Staatschefs wollen sich bald treffen."
+    # The article behind the teaser names the story: the writer screens it itself, it matches.
+    article = FullText("Die Staatschefs treffen sich in Budapest zum Gipfel.", "ok")
+    assert anyio.run(poll, [entry("k-1", teaser)], {"k-1": article}) == ["Treffen geplant"]
+    # For the entry's own text the worker's verdict stands: the writer does not screen it again
+    # (here a verdict that contradicts the text shows it; a real worker's never does).
+    assert anyio.run(poll, [entry("k-2", "Die Staatschefs treffen sich in Budapest.")], {}) == [
+        "Treffen geplant"
+    ]  # still only k-1
