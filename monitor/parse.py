@@ -81,6 +81,13 @@ class ParsedFeed:
     problems: list[str] = field(default_factory=list)  # recovered errors (bozo, duplicates, dates)
     is_feed: bool = True  # False when the bytes are not a feed at all (e.g. an HTML page)
     alternate_links: list[str] = field(default_factory=list)  # feed autodiscovery from HTML
+    # Computed by the parse worker (monitor.parse_pool.analyse_candidates), off the main process,
+    # for the entries that ``screened`` (the stories' screen, match.StoryScreen.pattern) lets
+    # through: per entry id, ``diff.novelty.item_sentences`` and ``match.prepare`` of its title and
+    # text. ``screened`` is None when nothing was screened.
+    sentences: dict[str, Any] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=dict)
+    screened: re.Pattern[str] | None = None
 
 
 def html_to_text(value: str | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -35,7 +36,7 @@ from monitor.store.sqlite_settings import is_sqlite_url
 if TYPE_CHECKING:  # imported where used: a poll in which nothing changed never needs them
     from monitor import diff
     from monitor.fulltext import FullText
-    from monitor.match import MatchResult, StoryMatcher
+    from monitor.match import MatchResult, StoryMatcher, StoryScreen
     from monitor.store import ChangedItem, PollTransaction, Store
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class Monitor:
         self._lite: LiteStore | None = None
         self.fetcher: Fetcher | None = None
         self.matchers: dict[str, StoryMatcher] = {}
+        self._screen: StoryScreen | None = None  # of the compiled matchers (``_story_screen``)
         self.baselines: dict[str, diff.BaselineModel] = {}
         # Per story, the start for which earlier development sources were last withdrawn.
         self._diff_starts: dict[str, datetime] = {}
@@ -182,6 +184,7 @@ class Monitor:
         self._idle.set()
         self.stopping = False
         self.parse_pool = ParsePool()
+        self.parse_pool.screen_source = self._parse_screen
         self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
         # Polls that brought nothing new: their health rows, many feeds per transaction.
         self._health_commits = GroupCommit(
@@ -260,6 +263,25 @@ class Monitor:
                     )
                     self.matchers[story.id] = matcher
             return dict(self.matchers)  # a copy: _forget_story_state may clear the dict meanwhile
+
+    def _story_screen(self, matchers: dict[str, StoryMatcher]) -> StoryScreen:
+        """One screen for all stories (``match.StoryScreen``), built once per set of matchers."""
+        from monitor.match import StoryScreen
+
+        with self._compile_lock:
+            screen = self._screen
+            if screen is None or screen.stories != tuple(matchers.values()):
+                screen = self._screen = StoryScreen(matchers.values())
+                # From now on the parse workers also analyse what may match (parse_pool).
+                self.parse_pool.screen = screen.pattern
+            return screen
+
+    def _parse_screen(self) -> re.Pattern[str] | None:
+        """For the parse workers (``ParsePool.screen_source``): the stories' screen, compiling the
+        stories now if need be (they are needed for the first write anyway)."""
+        if not self.config.stories:
+            return None
+        return self._story_screen(self._stories()).pattern
 
     async def close(self) -> None:
         if self._deliverer is not None:
@@ -416,6 +438,7 @@ class Monitor:
         instead of matching the same items a second time."""
         with self._compile_lock:
             self.matchers.clear()
+            self._screen = None
             self.baselines.clear()
             self._diff_starts.clear()
 
@@ -507,7 +530,7 @@ class Monitor:
                 fulltext = (fulltexts or {}).get(item.entry.entry_id)
                 if fulltext is not None:
                     tx.set_fulltext(item.item_id, fulltext.text, fulltext.status)
-            self._match_and_diff(tx, changed, report, fulltexts)
+            self._match_and_diff(tx, changed, report, fulltexts, parsed)
         return report
 
     def _update_health(
@@ -546,7 +569,10 @@ class Monitor:
         changed: Sequence[ChangedItem],
         report: FeedPollReport,
         fulltexts: dict[str, FullText] | None = None,
+        parsed: ParsedFeed | None = None,
     ) -> None:
+        """``parsed``: the feed the items come from, with what the parse worker analysed of them
+        (``ParsedFeed.screened``, ``.sentences``, ``.documents``; see parse_pool)."""
         if not changed or not self.config.stories:
             return
         from monitor import diff
@@ -558,15 +584,43 @@ class Monitor:
         # lemmas) is computed once too: ``match.prepare`` and ``diff.novelty.item_sentences`` are
         # cached, and the stories run one after another over the same items.
         texts = [_diff_text(item.entry.entry_id, item.entry.text, fulltexts) for item in changed]
-        for story_id, matcher in self._stories().items():
-            records: list[MatchRecord] = []
+        matchers = self._stories()
+        # Items that no story could match (most of them) are screened out once for all stories.
+        screen = self._story_screen(matchers)
+        analysed = parsed.sentences if parsed is not None else {}
+        documents = parsed.documents if parsed is not None else {}
+        # The worker screened the entries' own texts with this screen: its verdict stands (the
+        # entries it analysed) unless the text diffed is an extracted article.
+        worker_screened = (
+            parsed is not None and parsed.screened is not None and parsed.screened == screen.pattern
+        )
+        candidates = [
+            item.entry.entry_id in analysed
+            if worker_screened and text == item.entry.text
+            else screen.could_hit(item.entry.title, text)
+            for item, text in zip(changed, texts, strict=True)
+        ]
+        # Match every story first, then store all matches in one statement (one executemany per
+        # feed instead of one per story and feed); the removals and the diff below run per story
+        # after its matches are stored, as before.
+        records: list[MatchRecord] = []
+        matched: list[tuple[str, StoryMatcher, list[diff.StoryItem], list[int], datetime | None]] = []
+        for story_id, matcher in matchers.items():
             story_items: list[diff.StoryItem] = []
             unmatched_updates: list[int] = []
             cutoff_before = matcher.background_cutoff
-            for item, text in zip(changed, texts, strict=True):
+            for item, text, candidate in zip(changed, texts, candidates, strict=True):
                 entry = item.entry
+                if not candidate:  # matcher.match would say "no story terms"
+                    if item.kind == "updated":
+                        unmatched_updates.append(item.item_id)
+                    continue
+                own_text = text == entry.text  # the worker's analysis is of the entry's own text
                 result: MatchResult = matcher.match(
-                    entry.title, text, entry.published if entry.published_from_feed else None
+                    entry.title,
+                    text,
+                    entry.published if entry.published_from_feed else None,
+                    doc=documents.get(entry.entry_id) if own_text else None,
                 )
                 if not result.matched:
                     if item.kind == "updated":
@@ -587,9 +641,13 @@ class Monitor:
                         kind=item.kind,
                         previous_title=item.previous_title,
                         previous_text=item.previous_text,
+                        # computed on the entry's own text: not for an extracted article
+                        sentences=analysed.get(entry.entry_id) if own_text else None,
                     )
                 )
-            tx.add_matches(records)
+            matched.append((story_id, matcher, story_items, unmatched_updates, cutoff_before))
+        tx.add_matches(records)
+        for story_id, matcher, story_items, unmatched_updates, cutoff_before in matched:
             tx.remove_matches(unmatched_updates, story_id)
             # An item that left the story is no longer a source of its developments.
             tx.remove_development_sources(story_id, unmatched_updates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -190,3 +191,14 @@ def test_a_text_diffed_against_itself_has_nothing_new(text: str) -> None:
 @given(st.text(max_size=300))
 def test_diff_never_crashes_on_arbitrary_unicode(text: str) -> None:
     diff_items(BASELINE, [], [item(1, text[:40], text)])
+
+
+def test_an_item_brings_its_sentence_analysis_computed_elsewhere() -> None:
+    """``StoryItem.sentences`` (the parse worker's ``item_sentences``) is what the diff scores: the
+    same analysis gives the same developments; it is used instead of analysing the text again."""
+    plain = item(2, T.CANCELLATION_TITLE, T.CANCELLATION)
+    given_analysis = replace(plain, sentences=item_sentences(T.CANCELLATION_TITLE, T.CANCELLATION))
+    assert find_developments(BASELINE, [], [given_analysis]) == find_developments(BASELINE, [], [plain])
+    assert find_developments(BASELINE, [], [plain])  # a development: the comparison means something
+    restated = replace(plain, sentences=item_sentences("", T.BASELINE))
+    assert find_developments(BASELINE, [], [restated]) == []

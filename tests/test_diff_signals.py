@@ -174,3 +174,32 @@ def test_the_cue_screen_finds_exactly_what_the_cue_patterns_find() -> None:
         assert analyse(sentence).cues == expected, sentence
         seen.update(expected)
     assert seen == {label for label, _ in _CUE_RES}  # every cue was exercised
+
+
+def test_a_word_first_in_one_sentence_and_inside_another_is_analysed_for_each_place() -> None:
+    """``analyse`` takes each token's facts from a cache: the first word of a sentence (capitalised
+    anyway, never a name; a noun only if its dictionary form is) must not share an entry with the
+    same word inside a sentence, in either order."""
+    inside = analyse("Gestern besuchte Tarnowski die Wasserwerke.")
+    first = analyse("Tarnowski besuchte gestern die Wasserwerke.")
+    assert "tarnowski" in inside.names and "tarnowski" not in first.names
+    assert analyse("Gestern besuchte Tarnowski die Wasserwerke.") == inside
+    # a verb first in its sentence is no noun; inside a sentence, capitalised, it would count as one
+    assert "besuchen" not in analyse("Besuchte Tarnowski die Wasserwerke?").nouns
+    assert "wasserwerk" in first.nouns and "besuchen" in first.terms - first.nouns
+
+
+def test_a_reference_answers_anew_once_it_learns_more() -> None:
+    """``Reference`` remembers its answers to ``knows_name`` and ``covers``; adding a sentence
+    must make it answer from the new content (and the memo never makes references unequal)."""
+    reference = Reference()
+    assert not reference.knows_name("tarnowski") and reference.covers("wasserwerk") == 0.0
+    assert reference.covers("wasserwerk-betreiber") == 0.0
+    copy = reference.copy()
+    reference.add(analyse("Gestern besuchte Tarnowski die Wasserwerke."))
+    assert reference.knows_name("tarnowski") and reference.knows_name("tarnowskis")
+    assert reference.covers("wasserwerk") == 1.0 and reference.covers("wasserwerk-betreiber") == 0.5
+    assert not copy.knows_name("tarnowski") and copy.covers("wasserwerk") == 0.0
+    fresh = Reference()
+    fresh.add(analyse("Gestern besuchte Tarnowski die Wasserwerke."))
+    assert fresh == reference

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from monitor.parse import Entry, content_hash
 from monitor.store import DevelopmentRecord, SourceRecord, Store
-from monitor.store.models import Delivery
+from monitor.store.models import Delivery, Development, DevelopmentSource
 from tests import diff_texts as T
 from tests.conftest import Project
 from tests.feeds import FakeEntry, rss
@@ -150,5 +150,23 @@ def test_a_batch_sees_its_own_developments_as_a_fresh_read_would(tmp_path) -> No
             first.add_development(record("d-later", T0, "early"), [])  # sources again: known again
             assert [d.key for d in second.known_developments("graz-gipfel")] == ["d-early", "d-later"]
             assert second.known_developments("graz-gipfel") == fresh()
+            # A source for a development the batch knows: the same id (from the cache), no new row,
+            # the source stored, the development's updated_at moved, the cache still current.
+            early = next(d for d in second.known_developments("graz-gipfel") if d.key == "d-early")
+            touched_before = batch.session.execute(
+                select(Development.updated_at).where(Development.id == early.id)
+            ).scalar_one()
+            added = second.add_development(record("d-early", T0, "later"), ["webhook:test"])
+            assert added == (early.id, False)
+            assert second.known_developments("graz-gipfel") == fresh()
+            sources = batch.session.execute(
+                select(DevelopmentSource.item_id).where(DevelopmentSource.development_id == early.id)
+            ).scalars()
+            assert sorted(sources) == sorted([ids["early"], ids["later"]])
+            touched = batch.session.execute(
+                select(Development.updated_at).where(Development.id == early.id)
+            ).scalar_one()
+            assert touched > touched_before
+            assert batch.session.execute(select(Delivery)).first() is None  # no alert for a source
     finally:
         store.close()

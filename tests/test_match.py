@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 
@@ -599,3 +600,105 @@ def test_stories_share_the_per_item_work_with_identical_results() -> None:
     title, text = items[2]
     assert prepare(title, text) is prepare(title, text)
     assert item_sentences(title, text) is item_sentences(title, text)
+
+
+def test_one_screen_for_all_stories_says_no_only_when_every_story_says_no() -> None:
+    """``StoryScreen`` (the pipeline screens each item once for all stories) rejects exactly the
+    items that every story's own screen rejects; a story without a screen keeps everything in."""
+    from monitor.match import StoryScreen
+
+    matchers = [
+        shipped(),
+        compile_story(story(keywords=["Tomahawk", "Marschflugkörper"])),
+        compile_story(story(keywords=["Selenskyj", "Selenski"])),
+    ]
+    texts = [
+        ("Gipfel in Budapest", "Orbán empfängt die Gäste."),
+        ("Lieferung", "Die USA liefern vorerst keine Tomahawks."),
+        ("Kiew", "SELENSKI reist nach Washington."),
+        ("Marschflugkörpern", "Nichts weiter."),
+        ("Wetter", "Morgen regnet es in München, übermorgen scheint die Sonne."),
+        ("Börse", "Der DAX schließt höher; Anleger sind erleichtert."),
+    ]
+    screen = StoryScreen(matchers)
+    verdicts = [screen.could_hit(title, text) for title, text in texts]
+    assert verdicts == [any(m.terms.could_hit(t, x) for m in matchers) for t, x in texts]
+    assert verdicts == [True, True, True, True, False, False]
+    # every story's own screen contributes: without the Tomahawk story its items are screened out
+    assert not StoryScreen([matchers[0], matchers[2]]).could_hit(*texts[3])
+    assert not StoryScreen([]).could_hit(*texts[0])
+    unscreened = compile_story(story(keywords=["Tomahawk"]))
+    unscreened.terms.screen = None  # as for a story with nothing to look for
+    assert StoryScreen([matchers[0], unscreened]).could_hit(*texts[4])
+
+
+def test_word_positions_are_those_of_whole_words_only() -> None:
+    """``Document.positions`` searches one word at a time: it finds exactly the offsets at which
+    the folded text's word runs equal the word (not inside longer words, numbers or compounds)."""
+    import re
+
+    doc = prepare(
+        "Gipfel-Treffen: Gipfel 2025 in Budapest",
+        "Der Gipfel2 und der Gipfelort; Budapester Gipfel. GIPFEL! Ein Vorgipfel und 2025er Gipfel-Gipfel.",
+    )
+    words = re.compile(r"[a-z0-9]+")
+    for word in [*sorted(doc.vocab), "budapes", "ipfel", "nirgends"]:
+        expected = [m.start() for m in words.finditer(doc.folded) if m.group() == word]
+        assert doc.positions(word) == expected, word
+    assert len(doc.positions("gipfel")) == 6
+    assert doc.positions("gipfel") == doc.positions("gipfel")  # from the per-word cache
+
+
+def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project: Project) -> None:
+    """A feed parsed in a worker says which entries its stories' screen let through
+    (``ParsedFeed.screened`` / ``.sentences``); the writer takes that verdict for the entry's own
+    text, and screens again when it diffs an extracted article instead."""
+    from monitor.fulltext import FullText
+    from monitor.parse import Entry, ParsedFeed, content_hash
+    from monitor.pipeline import FeedPollReport, Monitor
+
+    project.write(
+        {
+            "feeds": [{"name": "kurier", "url": "https://example.org/kurier.xml"}],
+            "stories": [{"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]}],
+        }
+    )
+    config = load_config(project.config_path)
+
+    def entry(entry_id: str, text: str) -> Entry:
+        title = "Treffen geplant"
+        return Entry(
+            entry_id,
+            None,
+            title,
+            text,
+            "",
+            datetime(2025, 10, 20, tzinfo=UTC),
+            True,
+            content_hash(title, text),
+        )
+
+    async def poll(entries: list[Entry], fulltexts: dict[str, FullText]) -> list[str]:
+        monitor = Monitor(config)
+        try:
+            await monitor.open()
+            screen = monitor._parse_screen()
+            assert screen is not None
+            # As a worker reports it: screened with the stories' screen, nothing let through.
+            parsed = ParsedFeed(entries, screened=screen)
+            with monitor.store.poll_transaction("kurier") as tx:
+                changed = tx.upsert_entries(entries)
+                monitor._match_and_diff(tx, changed, FeedPollReport("kurier", "ok"), fulltexts, parsed)
+            return sorted(i["url"] or i["title"] for i in monitor.items("gipfel"))
+        finally:
+            await monitor.close()
+
+    teaser = "Die Staatschefs wollen sich bald treffen."
+    # The article behind the teaser names the story: the writer screens it itself, it matches.
+    article = FullText("Die Staatschefs treffen sich in Budapest zum Gipfel.", "ok")
+    assert anyio.run(poll, [entry("k-1", teaser)], {"k-1": article}) == ["Treffen geplant"]
+    # For the entry's own text the worker's verdict stands: the writer does not screen it again
+    # (here a verdict that contradicts the text shows it; a real worker's never does).
+    assert anyio.run(poll, [entry("k-2", "Die Staatschefs treffen sich in Budapest.")], {}) == [
+        "Treffen geplant"
+    ]  # still only k-1

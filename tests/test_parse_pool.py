@@ -185,3 +185,93 @@ def test_entries_survive_the_trip_from_a_worker_unchanged() -> None:
         assert [getattr(again, f.name) for f in dataclasses.fields(again)] == [
             getattr(entry, f.name) for f in dataclasses.fields(entry)
         ]
+
+
+def _mixed_feed(i: int) -> bytes:
+    """Half the entries mention Budapest (in the title or only in the text), half do not."""
+    entries = [
+        FakeEntry(
+            guid=f"feed{i}-item{j}",
+            title="Gipfel in Budapest" if j % 4 == 0 else f"Meldung {j}",
+            text=(
+                f"Die Außenministerin reist am Montag nach Budapest. Dort trifft sie Orbán ({j})."
+                if j % 4 == 1
+                else f"Der Stadtrat beschließt den Haushalt Nummer {j}. Die Opposition ist dagegen."
+            ),
+            link=f"https://zeitung{i}.example/artikel/{j}.html",
+            published=datetime(2025, 10, 20, 8, j, tzinfo=UTC),
+        )
+        for j in range(8)
+    ]
+    return rss(entries, title=f"Zeitung {i}").encode("utf-8")
+
+
+def test_workers_analyse_the_entries_a_story_may_match() -> None:
+    """With the stories' screen set, a worker returns the diff's sentence analysis of exactly the
+    entries the screen lets through, equal to what the diff computes itself; the entries are the
+    reference parse's. Without a screen, nothing is analysed."""
+    from monitor.config import StoryConfig
+    from monitor.diff.novelty import item_sentences
+    from monitor.match import StoryScreen, compile_story
+
+    story = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
+    bodies = [_mixed_feed(i) for i in range(8)]
+    pool = ParsePool(workers=2)
+    try:
+        pool.prestart()
+        pool.screen = StoryScreen([compile_story(story)]).pattern
+        results = anyio.run(_parse_all, pool, bodies)
+        assert pool.parsed_by_workers >= 6  # all but the first of the burst
+        for parsed, reference in zip(results, _reference(bodies), strict=True):
+            assert parsed.entries == reference.entries
+            if parsed.sentences:  # parsed in a worker
+                wanted = {e.entry_id for e in parsed.entries if "Budapest" in e.title + e.text}
+                assert set(parsed.sentences) == wanted and len(wanted) == 4
+                for entry in parsed.entries:
+                    if entry.entry_id in wanted:
+                        assert parsed.sentences[entry.entry_id] == item_sentences(entry.title, entry.text)
+        assert sum(bool(p.sentences) for p in results) == pool.parsed_by_workers
+        pool.screen = None
+        assert all(not p.sentences for p in anyio.run(_parse_all, pool, bodies))
+    finally:
+        pool.close()
+
+
+def test_the_screen_is_asked_for_once_before_the_first_worker_parse() -> None:
+    """``screen_source`` (the monitor compiles its stories) is called once, before any worker
+    parse, so every worker parse analyses; if it fails, parsing goes on without analysis."""
+    from monitor.config import StoryConfig
+    from monitor.match import StoryScreen, compile_story
+
+    story = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
+    calls: list[int] = []
+
+    def source():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return StoryScreen([compile_story(story)]).pattern
+
+    bodies = [_mixed_feed(i) for i in range(8)]
+    pool = ParsePool(workers=2)
+    try:
+        pool.prestart()
+        pool.screen_source = source
+        results = anyio.run(_parse_all, pool, bodies)
+        assert calls == [1]
+        assert pool.parsed_by_workers >= 6
+        assert sum(len(p.sentences) == 4 and len(p.documents) == 4 for p in results) == pool.parsed_by_workers
+        assert all(p.screened == pool.screen for p in results if p.sentences)
+    finally:
+        pool.close()
+
+    def failing():  # type: ignore[no-untyped-def]
+        raise ValueError("story does not compile")
+
+    pool = ParsePool(workers=2)
+    try:
+        pool.prestart()
+        pool.screen_source = failing
+        results = anyio.run(_parse_all, pool, bodies)
+        assert [p.entries for p in results] == [r.entries for r in _reference(bodies)]
+        assert pool.parsed_by_workers >= 6 and not any(p.sentences for p in results)
+    finally:
+        pool.close()

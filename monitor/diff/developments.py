@@ -63,6 +63,8 @@ class StoryItem:
     kind: str  # "new" | "updated"
     previous_title: str | None = None
     previous_text: str | None = None
+    # ``item_sentences(title, text)`` when already computed (by the parse worker), else None.
+    sentences: tuple[tuple[Sentence, bool], ...] | None = None
 
 
 @dataclass(slots=True)
@@ -162,6 +164,8 @@ def _sentences_for(item: StoryItem) -> tuple[Sequence[tuple[Sentence, bool]], li
         # What an update adds is its whole news: weigh it like a headline.
         added = [(s, True) for s, _ in item_sentences("", item.text) if fold(s.text) not in before]
         return added, previous
+    if item.sentences is not None:
+        return item.sentences, []
     return item_sentences(item.title, item.text), []
 
 

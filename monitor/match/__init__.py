@@ -26,8 +26,9 @@ from monitor.match.engine import (
     CompiledTerms,
     MatchResult,
     StoryMatcher,
+    StoryScreen,
     compile_story,
     prepare,
 )
 
-__all__ = ["CompiledTerms", "MatchResult", "StoryMatcher", "compile_story", "prepare"]
+__all__ = ["CompiledTerms", "MatchResult", "StoryMatcher", "StoryScreen", "compile_story", "prepare"]

@@ -57,12 +57,16 @@ class Document:
         return self._by_prefix
 
     def positions(self, word: str) -> list[int]:
-        if self._positions is None:
-            index: dict[str, list[int]] = {}
-            for m in _WORD.finditer(self.folded):
-                index.setdefault(m.group(), []).append(m.start())
-            self._positions = index
-        return self._positions.get(word, [])
+        """Offsets of ``word`` (a word of ``vocab``) as a whole word in ``folded``. One search per
+        word asked for (a story's few hits), not an index of every word of the text: building that
+        was half of matching an item (measured: 0.4 s of 0.9 s for the bench's 6,500 items)."""
+        found_at = self._positions
+        if found_at is None:
+            found_at = self._positions = {}
+        found = found_at.get(word)
+        if found is None:
+            found = found_at[word] = [m.start() for m in _whole_word(word).finditer(self.folded)]
+        return found
 
     def sentence_of(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
@@ -80,6 +84,12 @@ class Document:
         if self._lemmas is None:
             self._lemmas = Counter(content_lemmas("\n".join(self.sentences)))
         return self._lemmas
+
+
+@lru_cache(maxsize=4096)
+def _whole_word(word: str) -> re.Pattern[str]:
+    """``word`` where ``_WORD`` would find it: not inside a longer run of letters and digits."""
+    return re.compile(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])")
 
 
 @lru_cache(maxsize=512)
@@ -112,6 +122,7 @@ class CompiledTerms:
     excluded: dict[int, frozenset[str]]  # group -> folded words (with endings) that never count
     prefix_keys: frozenset[str] = frozenset()
     screen: re.Pattern[str] | None = None  # any text with a hit contains one of these strings
+    needles: frozenset[str] = frozenset()  # the strings ``screen`` looks for
 
     def could_hit(self, title: str, text: str) -> bool:
         """A cheap necessary condition for ``hits``: every hit is a word of the folded title or text
@@ -185,6 +196,7 @@ class CompiledTerms:
             {g: frozenset(words) for g, words in excluded.items()},
             frozenset(prefixes),
             _screen(needles),
+            frozenset(needles),
         )
 
     def _head_match(self, word: str, tail: str) -> bool:
@@ -249,6 +261,42 @@ def _screen(needles: set[str]) -> re.Pattern[str] | None:
     if not kept:
         return None
     return re.compile("|".join(re.escape(k) for k in sorted(kept, key=len, reverse=True)))
+
+
+class StoryScreen:
+    """One screen for several stories: ``could_hit`` is False only when no story's
+    ``CompiledTerms.could_hit`` could be True, so an item it rejects needs no per-story matching
+    (most items of a poll belong to no story; one search of all stories' strings instead of two
+    per story)."""
+
+    def __init__(self, matchers: Iterable[StoryMatcher]) -> None:
+        self.stories = tuple(matchers)
+        needles: set[str] = set()
+        pattern: re.Pattern[str] | None = None
+        for t in (m.terms for m in self.stories):
+            if t.screen is None:  # a story without screen may hit anything: screen nothing
+                break
+            needles.update(t.needles)
+        else:
+            pattern = _screen(needles)
+            if pattern is None:  # no story has anything to look for: nothing can hit
+                pattern = re.compile(r"(?!)")
+        self._pattern = pattern
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The one search (None: every item could hit); ``screen_could_hit`` applies it."""
+        return self._pattern
+
+    def could_hit(self, title: str, text: str) -> bool:
+        return screen_could_hit(self._pattern, title, text)
+
+
+def screen_could_hit(pattern: re.Pattern[str] | None, title: str, text: str) -> bool:
+    """``StoryScreen.could_hit`` for its ``pattern`` (plain data: the parse workers get it)."""
+    if pattern is None:
+        return True
+    return pattern.search(fold(title)) is not None or pattern.search(fold(text)) is not None
 
 
 def _is_word(folded: str) -> bool:
@@ -425,14 +473,22 @@ class StoryMatcher:
     # -- matching ---------------------------------------------------------------------------------
 
     def match(
-        self, title: str, text: str, published: datetime | None = None, *, remember: bool = True
+        self,
+        title: str,
+        text: str,
+        published: datetime | None = None,
+        *,
+        remember: bool = True,
+        doc: Document | None = None,
     ) -> MatchResult:
         """Score one item. ``published`` is None when the feed gave no date (no background check).
-        A matched item is added to the story state unless ``remember`` is false."""
+        A matched item is added to the story state unless ``remember`` is false. ``doc``:
+        ``prepare(title, text)`` when already computed (by the parse worker)."""
         story_id = self.story.id
         if not self.terms.could_hit(title or "", text or ""):
             return self._no_terms
-        doc = prepare(title or "", text or "")
+        if doc is None:
+            doc = prepare(title or "", text or "")
         hits = self.terms.hits(doc)
         if not hits:
             return self._no_terms

@@ -326,6 +326,7 @@ class PollTransaction:
     # -- matches --------------------------------------------------------------------------------
 
     def add_matches(self, matches: Iterable[MatchRecord]) -> None:
+        now = utcnow()
         rows = [
             {
                 "story_id": m.story_id,
@@ -333,7 +334,7 @@ class PollTransaction:
                 "score": m.score,
                 "terms": list(m.terms),
                 "evidence": list(m.evidence),
-                "matched_at": utcnow(),
+                "matched_at": now,
             }
             for m in matches
         ]
@@ -435,48 +436,34 @@ class PollTransaction:
         Returns (development id, created)."""
         session = self.session
         now = utcnow()
-        created_id = session.execute(
-            self._store.statement("development_insert"),
-            [
-                {
-                    "story_id": record.story_id,
-                    "key": record.key,
-                    "title": record.title,
-                    "first_seen": record.first_seen,
-                    "updated_at": now,
-                    "score": record.score,
-                    "novel": list(record.novel),
-                    "terms": list(record.terms),
-                    "update_of": record.update_of,
-                }
-            ],
-        ).scalar()
-        created = created_id is not None
-        if created:
-            dev_id = int(created_id)
-            known = self._known.get(record.story_id)
-            if known is not None and record.sources:  # known = has sources (_has_sources)
-                known.append(
-                    KnownDevelopment(
-                        dev_id,
-                        record.story_id,
-                        record.key,
-                        record.title,
-                        list(record.novel),
-                        list(record.terms),
-                        record.first_seen,
-                    )
-                )
-                known.sort(key=lambda d: (d.first_seen, d.id))  # as _known_developments orders them
+        known = self._known.get(record.story_id)
+        # A development this transaction already knows (it has sources): its id is in the cache and
+        # the insert below could only conflict, so skip it and the select of the id. Most calls of a
+        # first poll add sources to an existing development (measured: 839 sources, 17 developments).
+        cached = next((d for d in known if d.key == record.key), None) if known is not None else None
+        if cached is not None:
+            dev_id, created = cached.id, False
+            session.execute(self._store.statement("development_touch"), {"b_id": dev_id, "v_updated_at": now})
         else:
-            # Sources added to an existing development: one that had none becomes known again.
-            self._known.pop(record.story_id, None)
-            dev_id = session.execute(
-                select(Development.id).where(
-                    Development.story_id == record.story_id, Development.key == record.key
-                )
-            ).scalar_one()
-            session.execute(update(Development).where(Development.id == dev_id).values(updated_at=now))
+            dev_id, created = self._insert_development(record, now)
+            if record.sources and known is not None:  # known = has sources (_has_sources)
+                if created:
+                    known.append(
+                        KnownDevelopment(
+                            dev_id,
+                            record.story_id,
+                            record.key,
+                            record.title,
+                            list(record.novel),
+                            list(record.terms),
+                            record.first_seen,
+                        )
+                    )
+                    known.sort(key=lambda d: (d.first_seen, d.id))  # as _known_developments orders them
+                else:
+                    # An existing development without sources (withdrawn) becomes known again:
+                    # rare, read the story's developments afresh when next asked.
+                    self._known.pop(record.story_id, None)
         if record.sources:
             session.execute(
                 self._store.statement("source_insert"),
@@ -504,6 +491,35 @@ class PollTransaction:
                 ]
             )
         return dev_id, created
+
+    def _insert_development(self, record: DevelopmentRecord, now: datetime) -> tuple[int, bool]:
+        """Insert the development, or find the existing one with its key: (id, created)."""
+        session = self.session
+        created_id = session.execute(
+            self._store.statement("development_insert"),
+            [
+                {
+                    "story_id": record.story_id,
+                    "key": record.key,
+                    "title": record.title,
+                    "first_seen": record.first_seen,
+                    "updated_at": now,
+                    "score": record.score,
+                    "novel": list(record.novel),
+                    "terms": list(record.terms),
+                    "update_of": record.update_of,
+                }
+            ],
+        ).scalar()
+        if created_id is not None:
+            return int(created_id), True
+        dev_id = session.execute(
+            select(Development.id).where(
+                Development.story_id == record.story_id, Development.key == record.key
+            )
+        ).scalar_one()
+        session.execute(self._store.statement("development_touch"), {"b_id": dev_id, "v_updated_at": now})
+        return int(dev_id), False
 
     def enqueue(self, deliveries: Sequence[dict[str, Any]]) -> None:
         """Outbox rows; the idempotency key makes a re-run of the same poll enqueue nothing twice."""
@@ -535,7 +551,9 @@ class Store:
         if stmt is None:
             engine = self.engine
             if name == "match_upsert":
-                stmt = _insert_for(engine, StoryMatch)
+                # On the tables, not the ORM entities (here and below): the ORM's bulk-insert path
+                # was most of the cost of these many small executemany calls (~85 us per match row).
+                stmt = _insert_for(engine, StoryMatch.__table__)  # type: ignore[attr-defined]
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["story_id", "item_id"],
                     set_={
@@ -550,10 +568,18 @@ class Store:
                     .on_conflict_do_nothing(index_elements=["story_id", "key"])
                     .returning(Development.id)
                 )
+            elif name == "development_touch":
+                table = Development.__table__  # type: ignore[attr-defined]
+                stmt = (
+                    update(table)
+                    .where(table.c.id == bindparam("b_id"))
+                    .values(updated_at=bindparam("v_updated_at"))
+                )
             elif name == "feed_has_items":
                 stmt = select(ITEM_TABLE.c.id).where(ITEM_TABLE.c.feed_id == bindparam("feed_id")).limit(1)
             elif name == "source_insert":
-                stmt = _insert_for(engine, DevelopmentSource).on_conflict_do_nothing(
+                table = DevelopmentSource.__table__  # type: ignore[attr-defined]
+                stmt = _insert_for(engine, table).on_conflict_do_nothing(
                     index_elements=["development_id", "item_id"]
                 )
             else:
