@@ -224,6 +224,12 @@ class Monitor:
                     self._store = Store(self.config.database)
         return self._store
 
+    @property
+    def _feed_rows(self) -> LiteStore | Store:
+        """Where the feeds' rows are read in bulk and the 304s' health rows written: the SQLite
+        fast lane when ``open`` opened it, else the store."""
+        return self._lite if self._lite is not None else self.store
+
     async def open(self) -> None:
         feeds = [(f.name, f.url) for f in self.config.feeds]
         if self._store is None:
@@ -325,8 +331,7 @@ class Monitor:
         # One query for every feed's state instead of one per feed (see _poll_feed).
         wanted = set(names)
         never_polled = 0
-        read_states = self._lite.feed_states if self._lite is not None else self.store.feed_states
-        for state in await anyio.to_thread.run_sync(read_states):
+        for state in await anyio.to_thread.run_sync(self._feed_rows.feed_states):
             self._prefetched_states[state.name] = state
             never_polled += state.name in wanted and state.last_polled_at is None
         if never_polled >= PRESTART_PARSE_POOL:
@@ -477,8 +482,7 @@ class Monitor:
 
     def _write_not_modified_batch(self, batch: list[_PendingWrite]) -> None:
         """The health rows of ``batch`` in one transaction (the fast lane's, or the store's)."""
-        write = self._lite.write_not_modified if self._lite is not None else self.store.write_not_modified
-        skipped = write([p.row for p in batch])
+        skipped = self._feed_rows.write_not_modified([p.row for p in batch])
         for p in batch:
             p.written = p.row["id"] not in skipped
             p.finished = True

@@ -304,19 +304,17 @@ class PollTransaction:
         if feed_was_empty:
             found = driver.execute("SELECT id, entry_id FROM item WHERE feed_id = ? ORDER BY id", (feed_id,))
             return [(int(i), str(e)) for i, e in found]
-        wanted = {row["entry_id"] for row in rows}
+        ids = list({row["entry_id"] for row in rows})
         inserted: list[tuple[int, str]] = []
-        ids = list(wanted)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
             found = driver.execute(
-                f"SELECT id, entry_id FROM item WHERE feed_id = ? AND entry_id IN ({marks}) ORDER BY id",
+                f"SELECT id, entry_id FROM item WHERE feed_id = ? AND entry_id IN ({marks})",
                 (feed_id, *chunk),
             )
             inserted += [(int(i), str(e)) for i, e in found]
-        inserted.sort()
-        return inserted
+        return sorted(inserted)  # in insertion order, as RETURNING gives them
 
     def set_fulltext(self, item_id: int, text: str | None, status: str) -> None:
         self.session.execute(
