@@ -82,12 +82,14 @@ class ParsedFeed:
     is_feed: bool = True  # False when the bytes are not a feed at all (e.g. an HTML page)
     alternate_links: list[str] = field(default_factory=list)  # feed autodiscovery from HTML
     # Computed by the parse worker (monitor.parse_pool.analyse_candidates), off the main process,
-    # for the entries that ``screened`` (the stories' screen, match.StoryScreen.pattern) lets
-    # through: per entry id, ``diff.novelty.item_sentences`` and ``match.prepare`` of its title and
-    # text. ``screened`` is None when nothing was screened.
+    # for the entries in which some story's terms occur, under the stories' rules that ``screened``
+    # names (``match.StoryScreen.key``; None when nothing was screened): per entry id, the rule
+    # outcome per story (``match.Prematch.outcomes``), ``diff.novelty.item_sentences`` of its title
+    # and text and, when a story needs it for similarity, ``match.prepare``'s document.
+    outcomes: dict[str, Any] = field(default_factory=dict)
     sentences: dict[str, Any] = field(default_factory=dict)
     documents: dict[str, Any] = field(default_factory=dict)
-    screened: re.Pattern[str] | None = None
+    screened: str | None = None
 
 
 def html_to_text(value: str | None) -> str:

@@ -22,7 +22,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import re
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,24 +48,31 @@ def parse_document(
     return _parse_in_worker(body, url, fetched_at, content_type)[0]
 
 
-def analyse_candidates(parsed: ParsedFeed, screen: re.Pattern[str] | None) -> ParsedFeed:
-    """Fill ``parsed.sentences`` and ``parsed.documents`` for the entries that may match a story
-    (``screen``: the stories' ``match.StoryScreen.pattern``) with the diff's per-item sentence
-    analysis and the matcher's prepared document; ``parsed.screened`` says which screen. A worker does this
-    next to the parse: on a first poll that is most of the diff's work, moved off the main process,
-    where one thread writes the database, matches and diffs (~1 s of it for the 6,500 matching items
-    of the 500-feed bench, for ~0.35 s of unpickling). Pure: the same values the diff computes."""
-    if screen is None or not parsed.is_feed:
+def analyse_candidates(parsed: ParsedFeed, stories: bytes | None) -> ParsedFeed:
+    """Match the entries against the stories' rules and analyse the ones some story's terms occur
+    in (``stories``: ``match.StoryScreen.payload``): fills ``parsed.outcomes`` (per story, what its
+    rules say: ``match.Prematch.outcomes``), ``parsed.sentences`` (the diff's per-item sentence
+    analysis) and, when a story compares by similarity, ``parsed.documents``; ``parsed.screened``
+    names the stories. A worker does this next to the parse, off the main process, where one thread
+    writes the database and does what depends on the story state (similarity, the diff against the
+    story so far): on a first poll of the bench's 500 feeds with five stories that moves ~1.5 s of
+    the writer's work to the other core. Pure: the values the writer would compute."""
+    if stories is None or not parsed.is_feed:
         return parsed
     from monitor.diff.novelty import item_sentences
-    from monitor.match.engine import prepare, screen_could_hit
+    from monitor.match.engine import load_prematch
 
+    prematch, key = load_prematch(stories)
     for entry in parsed.entries:
-        text = entry.text
-        if screen_could_hit(screen, entry.title, text):
-            parsed.sentences[entry.entry_id] = item_sentences(entry.title, text)
-            parsed.documents[entry.entry_id] = prepare(entry.title, text)
-    parsed.screened = screen
+        found = prematch.outcomes(entry.title, entry.text)
+        if found is None:
+            continue
+        doc, outcomes = found
+        parsed.outcomes[entry.entry_id] = outcomes
+        parsed.sentences[entry.entry_id] = item_sentences(entry.title, entry.text)
+        if prematch.wants_documents:
+            parsed.documents[entry.entry_id] = doc
+    parsed.screened = key
     return parsed
 
 
@@ -83,7 +89,7 @@ def _parse_in_worker(
     url: str,
     fetched_at: datetime,
     content_type: str | None,
-    screen: re.Pattern[str] | None = None,
+    screen: bytes | None = None,
 ) -> tuple[ParsedFeed, bool]:
     """``parse_document`` (and ``analyse_candidates``), and whether the fast parser took the
     document (for the counters)."""
@@ -98,7 +104,7 @@ def _parse_reference_in_worker(
     url: str,
     fetched_at: datetime,
     content_type: str | None,
-    screen: re.Pattern[str] | None = None,
+    screen: bytes | None = None,
 ) -> tuple[ParsedFeed, bool]:
     return analyse_candidates(_parse_reference(body, url, fetched_at, content_type), screen), False
 
@@ -132,13 +138,13 @@ class ParsePool:
         self.parsed_in_pool = 0  # by feedparser in a worker process
         self.parsed_in_thread = 0  # by feedparser in a thread
         self.parsed_by_workers = 0  # by either parser in a worker process
-        # The stories' screen (``match.StoryScreen.pattern``), set by the monitor once its stories
-        # are compiled: a worker then also analyses the entries that may match (analyse_candidates).
-        self.screen: re.Pattern[str] | None = None
+        # The stories' screen and rules (``match.StoryScreen.payload``), set by the monitor once its
+        # stories are compiled: a worker then also matches and analyses (analyse_candidates).
+        self.screen: bytes | None = None
         # Where the screen comes from before the stories are otherwise compiled (a blocking call,
         # run once in a thread before the first parse in a worker): on a first poll the parses run
         # far ahead of the database writer, which compiles the stories only at its first write.
-        self.screen_source: Callable[[], re.Pattern[str] | None] | None = None
+        self.screen_source: Callable[[], bytes | None] | None = None
         self._screen_asked: anyio.Event | None = None
         self._screen_known = False
 
@@ -150,10 +156,12 @@ class ParsePool:
                 # forkserver, not fork: the main process runs threads (anyio workers, the database)
                 # and forking a threaded process can copy a held lock into the child.
                 ctx = multiprocessing.get_context("forkserver")
-                # Not the diff and match modules analyse_candidates needs: importing them (the store,
-                # SQLAlchemy) in the forkserver delayed the first parses by ~0.4 s; each worker
-                # imports them when the stories' screen first arrives, by then it is running.
-                ctx.set_forkserver_preload(["monitor.parse_pool"])
+                # With the match and diff modules analyse_candidates needs (neither imports the
+                # store nor the configuration's models): imported once in the forkserver, not in
+                # each worker (~0.2 s each).
+                ctx.set_forkserver_preload(
+                    ["monitor.parse_pool", "monitor.match.engine", "monitor.diff.novelty"]
+                )
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.workers, mp_context=ctx, initializer=_worker_init
                 )
@@ -206,7 +214,7 @@ class ParsePool:
 
     async def _parse_in_pool(
         self,
-        fn: Callable[[bytes, str, datetime, str | None, re.Pattern[str] | None], tuple[ParsedFeed, bool]],
+        fn: Callable[[bytes, str, datetime, str | None, bytes | None], tuple[ParsedFeed, bool]],
         body: bytes,
         url: str,
         fetched_at: datetime,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ if TYPE_CHECKING:  # imported where used: a poll in which nothing changed never 
     from monitor import diff
     from monitor.fulltext import FullText
     from monitor.match import MatchResult, StoryMatcher, StoryScreen
+    from monitor.match.engine import RuleOutcome
     from monitor.store import ChangedItem, PollTransaction, Store
 
 log = logging.getLogger(__name__)
@@ -278,16 +278,16 @@ class Monitor:
             screen = self._screen
             if screen is None or screen.stories != tuple(matchers.values()):
                 screen = self._screen = StoryScreen(matchers.values())
-                # From now on the parse workers also analyse what may match (parse_pool).
-                self.parse_pool.screen = screen.pattern
+                # From now on the parse workers also match and analyse (parse_pool).
+                self.parse_pool.screen = screen.payload
             return screen
 
-    def _parse_screen(self) -> re.Pattern[str] | None:
-        """For the parse workers (``ParsePool.screen_source``): the stories' screen, compiling the
-        stories now if need be (they are needed for the first write anyway)."""
+    def _parse_screen(self) -> bytes | None:
+        """For the parse workers (``ParsePool.screen_source``): the stories' screen and rules,
+        compiling the stories now if need be (they are needed for the first write anyway)."""
         if not self.config.stories:
             return None
-        return self._story_screen(self._stories()).pattern
+        return self._story_screen(self._stories()).payload
 
     async def close(self) -> None:
         if self._deliverer is not None:
@@ -591,40 +591,44 @@ class Monitor:
         matchers = self._stories()
         # Items that no story could match (most of them) are screened out once for all stories.
         screen = self._story_screen(matchers)
-        analysed = parsed.sentences if parsed is not None else {}
-        documents = parsed.documents if parsed is not None else {}
-        # The worker screened the entries' own texts with this screen: its verdict stands (the
-        # entries it analysed) unless the text diffed is an extracted article.
-        worker_screened = (
-            parsed is not None and parsed.screened is not None and parsed.screened == screen.pattern
-        )
+        # The worker matched the entries' own texts against these stories' rules: its outcomes
+        # stand (an entry without any is no candidate) unless the text diffed is an extracted
+        # article. Only what depends on the story state is left to do here.
+        worker = parsed if parsed is not None and parsed.screened == screen.key else None
+        prematched = worker is not None
+        outcomes: dict[str, tuple[RuleOutcome | None, ...]] = worker.outcomes if worker is not None else {}
+        analysed = worker.sentences if worker is not None else {}
+        documents = worker.documents if worker is not None else {}
+        own_texts = [text == item.entry.text for item, text in zip(changed, texts, strict=True)]
         candidates = [
-            item.entry.entry_id in analysed
-            if worker_screened and text == item.entry.text
+            item.entry.entry_id in outcomes
+            if prematched and own
             else screen.could_hit(item.entry.title, text)
-            for item, text in zip(changed, texts, strict=True)
+            for item, text, own in zip(changed, texts, own_texts, strict=True)
         ]
         # Match every story first, then store all matches in one statement (one executemany per
         # feed instead of one per story and feed); the removals and the diff below run per story
         # after its matches are stored, as before.
         records: list[MatchRecord] = []
         matched: list[tuple[str, StoryMatcher, list[diff.StoryItem], list[int], datetime | None]] = []
-        for story_id, matcher in matchers.items():
+        for index, (story_id, matcher) in enumerate(matchers.items()):
             story_items: list[diff.StoryItem] = []
             unmatched_updates: list[int] = []
             cutoff_before = matcher.background_cutoff
-            for item, text, candidate in zip(changed, texts, candidates, strict=True):
+            for item, text, candidate, own_text in zip(changed, texts, candidates, own_texts, strict=True):
                 entry = item.entry
                 if not candidate:  # matcher.match would say "no story terms"
                     if item.kind == "updated":
                         unmatched_updates.append(item.item_id)
                     continue
-                own_text = text == entry.text  # the worker's analysis is of the entry's own text
+                # the worker's outcomes and analysis are of the entry's own text
+                found = outcomes.get(entry.entry_id) if own_text else None
                 result: MatchResult = matcher.match(
                     entry.title,
                     text,
                     entry.published if entry.published_from_feed else None,
-                    doc=documents.get(entry.entry_id) if own_text else None,
+                    doc=documents.get(entry.entry_id) if found is not None else None,
+                    outcome=found[index] if found is not None else True,
                 )
                 if not result.matched:
                     if item.kind == "updated":

@@ -650,10 +650,11 @@ def test_word_positions_are_those_of_whole_words_only() -> None:
 
 
 def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project: Project) -> None:
-    """A feed parsed in a worker says which entries its stories' screen let through
-    (``ParsedFeed.screened`` / ``.sentences``); the writer takes that verdict for the entry's own
+    """A feed parsed in a worker says which entries some story's terms occur in
+    (``ParsedFeed.screened`` / ``.outcomes``); the writer takes that verdict for the entry's own
     text, and screens again when it diffs an extracted article instead."""
     from monitor.fulltext import FullText
+    from monitor.match.engine import payload_key
     from monitor.parse import Entry, ParsedFeed, content_hash
     from monitor.pipeline import FeedPollReport, Monitor
 
@@ -682,10 +683,10 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
         monitor = Monitor(config)
         try:
             await monitor.open()
-            screen = monitor._parse_screen()
-            assert screen is not None
-            # As a worker reports it: screened with the stories' screen, nothing let through.
-            parsed = ParsedFeed(entries, screened=screen)
+            payload = monitor._parse_screen()
+            assert payload is not None
+            # As a worker reports it: matched under the stories' rules, nothing let through.
+            parsed = ParsedFeed(entries, screened=payload_key(payload))
             with monitor.store.poll_transaction("kurier") as tx:
                 changed = tx.upsert_entries(entries)
                 monitor._match_and_diff(tx, changed, FeedPollReport("kurier", "ok"), fulltexts, parsed)
@@ -702,3 +703,56 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
     assert anyio.run(poll, [entry("k-2", "Die Staatschefs treffen sich in Budapest.")], {}) == [
         "Treffen geplant"
     ]  # still only k-1
+
+
+def test_a_match_split_between_worker_and_writer_equals_a_match_in_one_place() -> None:
+    """The parse workers compute what the stories' rules say of an item (``Prematch.outcomes``,
+    sent pickled); the writer adds what depends on the story state (similarity to the story so far,
+    background, remembering). Both halves together give the same results, and leave the same story
+    state, as ``match`` on its own, for rules with near-clauses, excludes and similarity."""
+    import pickle
+
+    from monitor.match import StoryScreen
+    from monitor.match.engine import load_prematch
+
+    def stories() -> list[StoryMatcher]:
+        return [
+            shipped(),
+            compile_story(story(SIM_RULES), BASELINE),
+            compile_story(story(keywords=["Tomahawk", "Marschflugkörper"])),
+        ]
+
+    t0 = datetime(2025, 10, 16, tzinfo=UTC)
+    items = [
+        ("Gipfel in Budapest", BASELINE, t0),
+        ("Rubio und Lawrow telefonieren", "Rubio und Lawrow sprachen; Dmitrijew sieht Fortschritte.", t0),
+        ("Budapest als Gipfelort?", "Trump könnte Putin in Budapest treffen.", t0 - timedelta(days=60)),
+        ("Keine Tomahawks", "Trump liefert vorerst keine Marschflugkörper an Selenskyj.", t0),
+        ("Wetter", "Morgen regnet es in München.", t0),
+        ("Orbán empfängt", "Der Gipfel von Trump und Putin in Budapest ist abgesagt, sagt Orbán.", None),
+        ("Budapest-Marathon", "Beim Budapest-Marathon liefen 30.000 Menschen.", t0),
+    ]
+    whole, split = stories(), stories()
+    prematch, _ = load_prematch(pickle.dumps(StoryScreen(split).prematch()))
+    assert prematch.wants_documents  # the similarity story needs the prepared document
+    seen, matched = 0, set()
+    for title, text, published in items:
+        expected = [m.match(title, text, published) for m in whole]
+        matched.update((r.story_id, title) for r in expected if r.matched)
+        found = prematch.outcomes(title, text)
+        if found is None:
+            assert not any(r.terms for r in expected)
+            continue
+        doc, outcomes = found
+        got = [
+            m.match(title, text, published, doc=doc, outcome=outcome)
+            for m, outcome in zip(split, outcomes, strict=True)
+        ]
+        assert got == expected
+        seen += 1
+    assert seen >= 5
+    # rules, similarity to the story so far, a near-clause; a background item and a veto do not
+    assert ("test", "Rubio und Lawrow telefonieren") in matched
+    assert len(matched) >= 4 and ("test", "Budapest als Gipfelort?") not in matched
+    for a, b in zip(whole, split, strict=True):
+        assert a.state.start == b.state.start and list(a.state.vectors) == list(b.state.vectors)

@@ -207,29 +207,44 @@ def _mixed_feed(i: int) -> bytes:
 
 
 def test_workers_analyse_the_entries_a_story_may_match() -> None:
-    """With the stories' screen set, a worker returns the diff's sentence analysis of exactly the
-    entries the screen lets through, equal to what the diff computes itself; the entries are the
-    reference parse's. Without a screen, nothing is analysed."""
+    """With the stories set, a worker returns, for exactly the entries some story's terms occur in,
+    each story's rule outcome and the diff's sentence analysis, equal to what the writer computes
+    itself (and the prepared document only when a story compares by similarity); the entries are
+    the reference parse's. Without stories, nothing is analysed."""
     from monitor.config import StoryConfig
     from monitor.diff.novelty import item_sentences
-    from monitor.match import StoryScreen, compile_story
+    from monitor.match import StoryScreen, compile_story, prepare
 
-    story = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
+    gipfel = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
+    orban = StoryConfig.model_validate({"id": "orban", "title": "Orbán", "keywords": ["Orbán"]})
+    matchers = [compile_story(gipfel), compile_story(orban)]
+    screen = StoryScreen(matchers)
     bodies = [_mixed_feed(i) for i in range(8)]
     pool = ParsePool(workers=2)
     try:
         pool.prestart()
-        pool.screen = StoryScreen([compile_story(story)]).pattern
+        pool.screen = screen.payload
         results = anyio.run(_parse_all, pool, bodies)
         assert pool.parsed_by_workers >= 6  # all but the first of the burst
         for parsed, reference in zip(results, _reference(bodies), strict=True):
             assert parsed.entries == reference.entries
             if parsed.sentences:  # parsed in a worker
+                assert parsed.screened == screen.key
                 wanted = {e.entry_id for e in parsed.entries if "Budapest" in e.title + e.text}
-                assert set(parsed.sentences) == wanted and len(wanted) == 4
+                assert set(parsed.sentences) == set(parsed.outcomes) == wanted and len(wanted) == 4
+                assert not parsed.documents  # no story needs them
                 for entry in parsed.entries:
                     if entry.entry_id in wanted:
                         assert parsed.sentences[entry.entry_id] == item_sentences(entry.title, entry.text)
+                        doc = prepare(entry.title, entry.text)
+                        outcomes = parsed.outcomes[entry.entry_id]
+                        assert outcomes == tuple(m.rule_set.outcome(doc) for m in matchers)
+                        assert outcomes[0] is not None
+                        assert (outcomes[1] is not None) == ("Orbán" in entry.text)
+                        for m, outcome in zip(matchers, outcomes, strict=True):
+                            assert m.match(entry.title, entry.text, outcome=outcome, remember=False) == m.match(
+                                entry.title, entry.text, remember=False
+                            )
         assert sum(bool(p.sentences) for p in results) == pool.parsed_by_workers
         pool.screen = None
         assert all(not p.sentences for p in anyio.run(_parse_all, pool, bodies))
@@ -242,13 +257,14 @@ def test_the_screen_is_asked_for_once_before_the_first_worker_parse() -> None:
     parse, so every worker parse analyses; if it fails, parsing goes on without analysis."""
     from monitor.config import StoryConfig
     from monitor.match import StoryScreen, compile_story
+    from monitor.match.engine import payload_key
 
     story = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
     calls: list[int] = []
 
     def source():  # type: ignore[no-untyped-def]
         calls.append(1)
-        return StoryScreen([compile_story(story)]).pattern
+        return StoryScreen([compile_story(story)]).payload
 
     bodies = [_mixed_feed(i) for i in range(8)]
     pool = ParsePool(workers=2)
@@ -258,8 +274,9 @@ def test_the_screen_is_asked_for_once_before_the_first_worker_parse() -> None:
         results = anyio.run(_parse_all, pool, bodies)
         assert calls == [1]
         assert pool.parsed_by_workers >= 6
-        assert sum(len(p.sentences) == 4 and len(p.documents) == 4 for p in results) == pool.parsed_by_workers
-        assert all(p.screened == pool.screen for p in results if p.sentences)
+        assert sum(len(p.sentences) == 4 and len(p.outcomes) == 4 for p in results) == pool.parsed_by_workers
+        assert pool.screen is not None
+        assert all(p.screened == payload_key(pool.screen) for p in results if p.sentences)
     finally:
         pool.close()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import pickle
 import re
 from bisect import bisect_right
 from collections import Counter, deque
@@ -10,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from monitor.config import FieldWeights, RuleClause, StoryConfig, StoryRules
 from monitor.text import content_lemmas, fold, inflections, sentences, want_inflections
 
 # Inflectional endings every term accepts (genitive -s of names, plural -n/-en, adjectival -er ...).
@@ -21,6 +24,10 @@ _SUFFIX_RE = "(?:" + "|".join(s for s in _SUFFIXES if s) + ")?"
 _MIN_COMPOUND_TAIL = 3
 _MIN_COMPOUND_HEAD = 3
 _WORD = re.compile(r"[a-z0-9]+")
+
+if TYPE_CHECKING:  # at run time only where a story is compiled: the parse workers, which match
+    # with compiled rules (``Prematch``), need not import the configuration's pydantic models
+    from monitor.config import RuleClause, StoryConfig, StoryRules
 
 
 # --- documents -----------------------------------------------------------------------------------
@@ -291,6 +298,73 @@ class StoryScreen:
     def could_hit(self, title: str, text: str) -> bool:
         return screen_could_hit(self._pattern, title, text)
 
+    def prematch(self) -> Prematch:
+        """The screen and every story's rules as plain data, for the parse workers."""
+        return Prematch(
+            self._pattern,
+            tuple(m.rule_set for m in self.stories),
+            any(m.similarity is not None for m in self.stories),
+        )
+
+    @functools.cached_property
+    def payload(self) -> bytes:
+        """``prematch()`` pickled once: sent with every parse to a worker (which unpickles it once
+        per payload, see ``load_prematch``) instead of pickling the compiled terms every time."""
+        return pickle.dumps(self.prematch(), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @functools.cached_property
+    def key(self) -> str:
+        """Names ``payload`` in what the workers return (``ParsedFeed.screened``)."""
+        return payload_key(self.payload)
+
+
+def payload_key(payload: bytes) -> str:
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Prematch:
+    """What the parse workers match before the writer sees an item: the stories' screen and each
+    story's rules, which depend on the item alone (``StoryRuleSet.outcome``). The rest of a match
+    (similarity to the story so far, background, remembering) reads the story state and stays
+    with the writer (``StoryMatcher.match(..., outcome=)``)."""
+
+    pattern: re.Pattern[str] | None
+    rules: tuple[StoryRuleSet, ...]
+    wants_documents: bool  # a story compares items by similarity: it needs the prepared document
+
+    def outcomes(self, title: str, text: str) -> tuple[Document, tuple[RuleOutcome | None, ...]] | None:
+        """The item's prepared document and, per story (in ``rules`` order), its rule outcome;
+        None when no story's terms occur in it (what ``match`` would call "no story terms" for
+        every story)."""
+        if not screen_could_hit(self.pattern, title, text):
+            return None
+        doc: Document | None = None
+        found: list[RuleOutcome | None] = []
+        for rules in self.rules:
+            if not rules.terms.could_hit(title, text):
+                found.append(None)
+                continue
+            if doc is None:
+                doc = prepare(title, text)
+            found.append(rules.outcome(doc))
+        if doc is None or not any(found):
+            return None
+        return doc, tuple(found)
+
+
+def load_prematch(payload: bytes) -> tuple[Prematch, str]:
+    """``StoryScreen.payload`` unpickled (the last one kept: a worker sees the same one for every
+    parse until the stories change) and its key."""
+    global _last_prematch
+    last = _last_prematch
+    if last is None or last[0] != payload:
+        last = _last_prematch = (payload, pickle.loads(payload), payload_key(payload))
+    return last[1], last[2]
+
+
+_last_prematch: tuple[bytes, Prematch, str] | None = None
+
 
 def screen_could_hit(pattern: re.Pattern[str] | None, title: str, text: str) -> bool:
     """``StoryScreen.could_hit`` for its ``pattern`` (plain data: the parse workers get it)."""
@@ -373,10 +447,75 @@ def _cosine(a: tuple[dict[str, float], float], b: tuple[dict[str, float], float]
     return dot / (a[1] * b[1])
 
 
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """What a story's rules say of an item (``StoryRuleSet.outcome``): depends on the item and the
+    rules alone, not on the story state, so a parse worker can compute it."""
+
+    score: float  # the clauses' points
+    held: tuple[str, ...]  # the clauses that held
+    points: tuple[tuple[str, float], ...]
+    vetoes: tuple[str, ...]  # the exclude clauses that held
+    present: frozenset[int]  # the term groups found
+    terms: tuple[str, ...]  # the story terms found, in text order
+    evidence: tuple[str, ...]  # the sentences that show them (at most 5)
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRuleSet:
+    """One story's compiled terms and clauses: plain data (picklable), no story state."""
+
+    terms: CompiledTerms
+    clauses: tuple[_Clause, ...]
+    excludes: tuple[_Clause, ...]
+    title_weight: float
+    body_weight: float
+
+    def outcome(self, doc: Document) -> RuleOutcome | None:
+        """The rules' verdict on a prepared item; None when none of the story's terms occur."""
+        hits = self.terms.hits(doc)
+        if not hits:
+            return None
+        by_sentence: dict[int, set[int]] = {}
+        present: set[int] = set()
+        for pos, gi, _term in hits:
+            by_sentence.setdefault(doc.sentence_of(pos), set()).add(gi)
+            present.add(gi)
+        score = 0.0
+        held: list[str] = []
+        points: list[tuple[str, float]] = []
+        evidence_sentences: set[int] = set()
+        for c in self.clauses:
+            result = _evaluate(c, doc, hits, by_sentence, present)
+            if result is None:
+                continue
+            in_title, sents = result
+            added = c.weight * (self.title_weight if in_title else self.body_weight)
+            score += added
+            held.append(c.label)
+            points.append((f"{c.label} ({'title' if in_title else 'body'})", added))
+            evidence_sentences.update(sents)
+        vetoes = tuple(c.label for c in self.excludes if _evaluate(c, doc, hits, by_sentence, present))
+        if not evidence_sentences:
+            # Similarity-only matches: show where the story's terms appear.
+            evidence_sentences = {doc.sentence_of(pos) for pos, _, _ in hits}
+        return RuleOutcome(
+            score,
+            tuple(held),
+            tuple(points),
+            vetoes,
+            frozenset(present),
+            tuple(dict.fromkeys(term for _, _, term in sorted(hits))),
+            tuple(doc.sentences[i] for i in sorted(evidence_sentences)[:5]),
+        )
+
+
 # --- the matcher ---------------------------------------------------------------------------------
 
 
 def _rules_for(story: StoryConfig) -> StoryRules:
+    from monitor.config import FieldWeights, RuleClause, StoryRules
+
     if story.rules is None:
         return StoryRules(
             terms={"keywords": list(story.keywords)},
@@ -399,6 +538,7 @@ class StoryMatcher:
         self.rules = _rules_for(story)
         self._term_groups = {k: list(v) for k, v in self.rules.terms.items()}
         self._terms: CompiledTerms | None = None  # built on first use: see ``terms``
+        self._rule_set: StoryRuleSet | None = None  # likewise: see ``rule_set``
         want_inflections(
             t.lstrip("*") for terms in self._term_groups.values() for t in terms if t[:1] not in "!="
         )
@@ -472,6 +612,16 @@ class StoryMatcher:
 
     # -- matching ---------------------------------------------------------------------------------
 
+    @property
+    def rule_set(self) -> StoryRuleSet:
+        """The story's terms and clauses as plain data (what a parse worker needs to match)."""
+        if self._rule_set is None:
+            fields = self.rules.fields
+            self._rule_set = StoryRuleSet(
+                self.terms, tuple(self.clauses), tuple(self.excludes), fields.title, fields.body
+            )
+        return self._rule_set
+
     def match(
         self,
         title: str,
@@ -480,44 +630,28 @@ class StoryMatcher:
         *,
         remember: bool = True,
         doc: Document | None = None,
+        outcome: RuleOutcome | bool | None = True,
     ) -> MatchResult:
         """Score one item. ``published`` is None when the feed gave no date (no background check).
         A matched item is added to the story state unless ``remember`` is false. ``doc``:
-        ``prepare(title, text)`` when already computed (by the parse worker)."""
-        story_id = self.story.id
-        if not self.terms.could_hit(title or "", text or ""):
+        ``prepare(title, text)`` when already computed; ``outcome``: ``rule_set.outcome(doc)`` when
+        already computed (by the parse worker; None: no story terms), True: compute it here."""
+        if outcome is True:
+            if not self.terms.could_hit(title or "", text or ""):
+                return self._no_terms
+            if doc is None:
+                doc = prepare(title or "", text or "")
+            outcome = self.rule_set.outcome(doc)
+        if not isinstance(outcome, RuleOutcome):
             return self._no_terms
-        if doc is None:
-            doc = prepare(title or "", text or "")
-        hits = self.terms.hits(doc)
-        if not hits:
-            return self._no_terms
-        by_sentence: dict[int, set[int]] = {}
-        present: set[int] = set()
-        for pos, gi, _term in hits:
-            by_sentence.setdefault(doc.sentence_of(pos), set()).add(gi)
-            present.add(gi)
-        fields = self.rules.fields
-        score = 0.0
-        held: list[str] = []
-        points: list[tuple[str, float]] = []
-        evidence_sentences: set[int] = set()
-        for c in self.clauses:
-            result = self._evaluate(c, doc, hits, by_sentence, present)
-            if result is None:
-                continue
-            in_title, sents = result
-            added = c.weight * (fields.title if in_title else fields.body)
-            score += added
-            held.append(c.label)
-            points.append((f"{c.label} ({'title' if in_title else 'body'})", added))
-            evidence_sentences.update(sents)
-        vetoes = [c.label for c in self.excludes if self._evaluate(c, doc, hits, by_sentence, present)]
-        rule_score = score
+        score = outcome.score
+        points = list(outcome.points)
         base_sim: float | None = None
         story_sim: float | None = None
         sim = self.similarity
-        if sim is not None and (not self.requires or present.intersection(self.requires)):
+        if sim is not None and (not self.requires or outcome.present.intersection(self.requires)):
+            if doc is None:
+                doc = prepare(title or "", text or "")
             vec = _vector(doc.lemma_counts())
             if self.baseline_vector is not None:
                 base_sim = _cosine(vec, self.baseline_vector)
@@ -538,12 +672,8 @@ class StoryMatcher:
         ):
             background = True
         threshold = self.rules.threshold
+        vetoes = outcome.vetoes
         matched = score >= threshold and not vetoes and not background
-        if not evidence_sentences:
-            # Similarity-only matches: show where the story's terms appear.
-            evidence_sentences = {doc.sentence_of(pos) for pos, _, _ in hits}
-        evidence = tuple(doc.sentences[i] for i in sorted(evidence_sentences)[:5])
-        terms = tuple(dict.fromkeys(term for _, _, term in sorted(hits)))
         if vetoes:
             reason = f"excluded by {', '.join(vetoes)}"
         elif background:
@@ -552,15 +682,15 @@ class StoryMatcher:
             reason = f"score {score:g} >= threshold {threshold:g}"
         else:
             reason = f"score {score:g} < threshold {threshold:g}"
-        if matched and remember and rule_score >= threshold:
+        if matched and remember and outcome.score >= threshold:
             self.remember(title, text, published)
         return MatchResult(
-            story_id,
+            self.story.id,
             matched,
             round(score, 3),
-            terms,
-            evidence,
-            tuple(held),
+            outcome.terms,
+            outcome.evidence,
+            outcome.held,
             reason,
             None if base_sim is None else round(base_sim, 3),
             None if story_sim is None else round(story_sim, 3),
@@ -568,48 +698,48 @@ class StoryMatcher:
             tuple((label, round(p, 3)) for label, p in points),
         )
 
-    def _evaluate(
-        self,
-        c: _Clause,
-        doc: Document,
-        hits: Sequence[tuple[int, int, str]],
-        by_sentence: dict[int, set[int]],
-        present: set[int],
-    ) -> tuple[bool, set[int]] | None:
-        """None when the clause does not hold; else (held in the title alone, evidence sentences)."""
 
-        def ok(groups: set[int]) -> bool:
-            return (
-                all(g in groups for g in c.all)
-                and (not c.any or any(g in groups for g in c.any))
-                and not any(g in groups for g in c.none)
-            )
+def _evaluate(
+    c: _Clause,
+    doc: Document,
+    hits: Sequence[tuple[int, int, str]],
+    by_sentence: dict[int, set[int]],
+    present: set[int],
+) -> tuple[bool, set[int]] | None:
+    """None when the clause does not hold; else (held in the title alone, evidence sentences)."""
 
-        if not (all(g in present for g in c.all) and (not c.any or present.intersection(c.any))):
-            return None
-        if c.near is None:
-            if not ok(present):
-                return None
-            sents = {s for s, gs in by_sentence.items() if gs.intersection(c.groups)}
-            return ok(by_sentence.get(0, set())), sents
-        if c.near == "sentence":
-            sents = {s for s, gs in by_sentence.items() if ok(gs)}
-            if not sents:
-                return None
-            return 0 in sents, sents
-        # Within N words: slide a window over the hits of the clause's groups.
-        span = int(c.near)
-        relevant = set(c.groups) | set(c.none)
-        positioned = sorted(
-            (doc.word_index(pos), gi, doc.sentence_of(pos)) for pos, gi, _ in hits if gi in relevant
+    def ok(groups: set[int]) -> bool:
+        return (
+            all(g in groups for g in c.all)
+            and (not c.any or any(g in groups for g in c.any))
+            and not any(g in groups for g in c.none)
         )
-        sents: set[int] = set()
-        for i, (w0, _, _) in enumerate(positioned):
-            window = [(w, g, s) for w, g, s in positioned[i:] if w - w0 <= span]
-            if ok({g for _, g, _ in window}):
-                sents.update(s for _, _, s in window)
-        # A headline is shorter than any sensible window: the clause holds in it or not.
-        return (ok(by_sentence.get(0, set())), sents) if sents else None
+
+    if not (all(g in present for g in c.all) and (not c.any or present.intersection(c.any))):
+        return None
+    if c.near is None:
+        if not ok(present):
+            return None
+        sents = {s for s, gs in by_sentence.items() if gs.intersection(c.groups)}
+        return ok(by_sentence.get(0, set())), sents
+    if c.near == "sentence":
+        sents = {s for s, gs in by_sentence.items() if ok(gs)}
+        if not sents:
+            return None
+        return 0 in sents, sents
+    # Within N words: slide a window over the hits of the clause's groups.
+    span = int(c.near)
+    relevant = set(c.groups) | set(c.none)
+    positioned = sorted(
+        (doc.word_index(pos), gi, doc.sentence_of(pos)) for pos, gi, _ in hits if gi in relevant
+    )
+    sents: set[int] = set()
+    for i, (w0, _, _) in enumerate(positioned):
+        window = [(w, g, s) for w, g, s in positioned[i:] if w - w0 <= span]
+        if ok({g for _, g, _ in window}):
+            sents.update(s for _, _, s in window)
+    # A headline is shorter than any sensible window: the clause holds in it or not.
+    return (ok(by_sentence.get(0, set())), sents) if sents else None
 
 
 def compile_story(story: StoryConfig, baseline_text: str | None = None) -> StoryMatcher:

@@ -12,10 +12,8 @@ from typing import TYPE_CHECKING, Any
 _HOMES = {
     "monitor.store.database": ("is_sqlite", "make_engine", "normalise_url", "redact"),
     "monitor.store.models": ("Delivery", "Development", "DevelopmentSource", "FeedState", "Item", "StoryMatch"),
-    "monitor.store.store": (
-        "ChangedItem", "DevelopmentRecord", "KnownDevelopment", "MatchRecord",
-        "PollTransaction", "SourceRecord", "Store", "StoreError",
-    ),
+    "monitor.store.records": ("ChangedItem", "DevelopmentRecord", "KnownDevelopment", "MatchRecord", "SourceRecord"),
+    "monitor.store.store": ("PollTransaction", "Store", "StoreError"),
 }  # fmt: skip
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = sorted(_HOME_OF)
@@ -30,16 +28,14 @@ if TYPE_CHECKING:  # the same names for type checkers (re-exports, hence noqa: F
         Item,
         StoryMatch,
     )
-    from monitor.store.store import (  # noqa: F401
+    from monitor.store.records import (  # noqa: F401
         ChangedItem,
         DevelopmentRecord,
         KnownDevelopment,
         MatchRecord,
-        PollTransaction,
         SourceRecord,
-        Store,
-        StoreError,
     )
+    from monitor.store.store import PollTransaction, Store, StoreError  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,12 @@ from monitor.store.models import (
     StoryMatch,
     utcnow,
 )
+from monitor.store.records import (
+    ChangedItem,
+    DevelopmentRecord,
+    KnownDevelopment,
+    MatchRecord,
+)
 
 if TYPE_CHECKING:
     from monitor.parse import Entry
@@ -37,59 +42,6 @@ log = logging.getLogger(__name__)
 
 class StoreError(Exception):
     """The database could not be used (unreachable, locked, full disk, ...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChangedItem:
-    """An entry that is new in this poll, or whose content changed since the last one."""
-
-    item_id: int
-    feed_name: str
-    entry: Entry
-    kind: str  # "new" | "updated"
-    previous_title: str | None = None
-    previous_text: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MatchRecord:
-    story_id: str
-    item_id: int
-    score: float
-    terms: Sequence[str]
-    evidence: Sequence[str]
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    item_id: int
-    sentences: Sequence[str]
-
-
-@dataclass(frozen=True, slots=True)
-class DevelopmentRecord:
-    """A development to store (new) or to extend with sources (when ``key`` already exists)."""
-
-    story_id: str
-    key: str
-    title: str
-    score: float
-    novel: Sequence[str]
-    terms: Sequence[str]
-    sources: Sequence[SourceRecord]
-    first_seen: datetime
-    update_of: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class KnownDevelopment:
-    id: int
-    story_id: str
-    key: str
-    title: str
-    novel: list[str]
-    terms: list[str]
-    first_seen: datetime
 
 
 ITEM_TABLE: Any = Item.__table__  # type: ignore[attr-defined]
