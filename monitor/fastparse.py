@@ -45,7 +45,7 @@ _CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._-]+)""", re.I)
 # XInclude, xml:base (relative links), and the encodings checked below.
 # Matched case-insensitively, so a mixed-case "<!DocType" or "<!EnTiTy" is declined too (the
 # reference path neutralises such declarations; this parser must never see them).
-_RISKY_MARKUP = re.compile(rb"<!doctype|<!entity|xml:base|\x00", re.I)
+_RISKY_MARKUP = (b"<!doctype", b"<!entity", b"xml:base")
 _XML_MEDIA_TYPES = {"application/xml", "text/xml"}
 _XML_ROOT_RE = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(rss|feed|rdf:RDF)\b", re.S)
 
@@ -65,6 +65,8 @@ def fast_canonical_url(url: str | None, base: str | None = None) -> str | None:
 
 def _is_relative(value: str) -> bool:
     """A relative URL (no scheme): feedparser resolves links and permalink guids against the document."""
+    if _CANONICAL_URL_RE.match(value):
+        return False  # http(s) with a plain host: urlsplit finds the scheme (and cannot fail)
     try:
         return bool(value) and not urlsplit(value).scheme
     except ValueError:
@@ -81,7 +83,12 @@ def _acceptable_bytes(body: bytes, content_type: str | None) -> bool:
         return False  # empty, or a BOM (UTF-8 BOM included: let the reference parser handle it)
     if not _XML_ROOT_RE.match(body[:4096]):
         return False  # not plainly an RSS/Atom/RDF document (HTML pages, JSON, junk)
-    if _RISKY_MARKUP.search(body):
+    if b"\x00" in body:
+        return False
+    # bytes.lower() folds ASCII letters only, as a case-insensitive bytes regex would, and three
+    # substring searches of the lowered body take ~1/8 of that regex's time.
+    lowered = body.lower()
+    if any(markup in lowered for markup in _RISKY_MARKUP):
         return False
     declared = _declared_encoding(body)
     if declared not in _SAFE_ENCODINGS:

@@ -31,7 +31,10 @@ FUTURE_TOLERANCE = timedelta(days=1)
 _TAG_RE = re.compile(r"<[^>]*>", re.S)
 _BLOCK_TAG_RE = re.compile(r"<\s*(br|/p|/div|/h[1-6]|/li|/tr|/blockquote|p|div|h[1-6]|li)\b[^>]*>", re.I)
 _DROP_RE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>", re.I | re.S)
-_WS_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
+# Runs of blanks become one space. Written to match only runs other than a lone space (a run
+# that starts with another blank, or a space followed by more): the same result as replacing every
+# run, without one replacement per word gap (half of html_to_text's time on plain text).
+_WS_RE = re.compile(r"[\t\r\f\v\u00a0][ \t\r\f\v\u00a0]*| [ \t\r\f\v\u00a0]+")
 _NL_RE = re.compile(r"\s*\n\s*")
 
 
@@ -103,7 +106,8 @@ def html_to_text(value: str | None) -> str:
     value = html.unescape(value)
     value = value.replace("\u00ad", "")  # soft hyphen
     value = _WS_RE.sub(" ", value)
-    value = _NL_RE.sub("\n", value)
+    if "\n" in value:
+        value = _NL_RE.sub("\n", value)
     return value.strip()
 
 

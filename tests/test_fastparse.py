@@ -481,3 +481,62 @@ _url_chars = st.sampled_from([*"abcXYZ019-._~%/?#&=;:@+!$'()*, ", "ä", "\\", ".
 def test_fast_canonical_url_equals_canonical_url(scheme: str, host: str, path: str) -> None:
     url = f"{scheme}://{host}/{path}" if scheme else f"/{path}"
     assert fast_canonical_url(url, "https://base.example/x/") == canonical_url(url, "https://base.example/x/")
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [b"<!DocType rss>", b"<!doctype rss>", b'<!EnTiTy x "y">', b' XML:Base="https://b.example/"', b"\x00"],
+)
+def test_risky_markup_is_declined_in_any_case(markup: bytes) -> None:
+    """DTDs, entity declarations, xml:base and NUL bytes send a document to the reference parser,
+    whatever the letter case (the check searches the lowered body)."""
+    import re
+
+    _, body, ctype = generated_corpus(n=1)[0]
+    root = re.search(rb"<(rss|feed|rdf:RDF)\b[^>]*>", body)
+    assert root is not None
+
+    def with_comment(text: bytes) -> bytes:  # inside the root element: only this check can see it
+        return body[: root.end()] + b"<!-- " + text + b" -->" + body[root.end() :]
+
+    harmless = with_comment(b"nichts weiter")
+    assert parse_feed_fast(harmless, url=URL, fetched_at=FETCHED_AT, content_type=ctype) is not None
+    risky = with_comment(markup)
+    assert parse_feed_fast(risky, url=URL, fetched_at=FETCHED_AT, content_type=ctype) is None
+
+
+def test_html_to_text_tidies_whitespace_as_its_definition_says() -> None:
+    """Every run of blanks (space, tab, CR, FF, VT, NBSP) becomes one space and the blanks around
+    a line break go; the regexes that skip lone spaces and texts without line breaks give exactly
+    that, on thousands of random mixes of words, blanks, line breaks, tags and entities."""
+    import html
+    import random
+    import re
+
+    from monitor.parse import html_to_text
+
+    def by_definition(value: str) -> str:
+        value = html.unescape(value).replace("\u00ad", "")
+        value = re.sub(r"[ \t\r\f\v\u00a0]+", " ", value)
+        return re.sub(r"\s*\n\s*", "\n", value).strip()
+
+    pieces = [
+        " ",
+        "  ",
+        "\t",
+        "\r",
+        "\n",
+        "\f",
+        "\v",
+        "\u00a0",
+        "\u00ad",
+        "Gipfel",
+        "Grüße",
+        "&amp;",
+        "&nbsp;",
+        "x",
+    ]
+    rng = random.Random(20251017)
+    for _ in range(5000):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert html_to_text(value) == by_definition(value), repr(value)
