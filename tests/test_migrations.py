@@ -46,11 +46,92 @@ def test_models_and_migrations_agree(engine: sa.Engine) -> None:
     """Fails when a model changed without a migration: add one with
     `MONITOR_DATABASE_URL=sqlite:////tmp/x.db .venv/bin/alembic -c db/alembic.ini upgrade head` then
     `... revision --autogenerate -m "what changed"` (README, deployment section)."""
-    applied = upgrade(engine)
+    applied = upgrade(engine, snapshot=False)  # the migrations themselves, on either database
     assert applied == revisions()
     with engine.connect() as conn:
         diff = differences(conn)
     assert diff == [], f"models and migrations differ; add a revision: {diff}"
+
+
+def _schema(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
+    import sqlite3
+
+    from monitor.store.snapshot import schema_statements
+
+    conn = sqlite3.connect(path)
+    try:
+        return schema_statements(conn), conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_new_sqlite_database_gets_the_schema_the_migrations_make(tmp_path: Path) -> None:
+    """An empty SQLite database is created from the schema snapshot (db/migrations/sqlite-schema.sql)
+    in one script, not by replaying the migrations; the result is the same schema, statement for
+    statement, at the same revision, and the models agree with it. Fails while the snapshot is
+    stale: write it anew with `python -m monitor.store.snapshot` after adding a migration."""
+    from monitor.store.snapshot import make_snapshot, read_snapshot, snapshot_path
+
+    assert read_snapshot() is not None, "stale or missing schema snapshot: python -m monitor.store.snapshot"
+    assert snapshot_path().read_text(encoding="utf-8") == make_snapshot(), (
+        "the schema snapshot differs from what the migrations make: python -m monitor.store.snapshot"
+    )
+    made: dict[str, tuple[list[str], list[tuple[str, ...]]]] = {}
+    for how in ("snapshot", "migrations"):
+        path = tmp_path / f"{how}.sqlite3"
+        eng = make_engine(f"sqlite:///{path}")
+        try:
+            assert upgrade(eng, snapshot=how == "snapshot") == revisions()
+            assert status(eng).up_to_date
+            with eng.connect() as conn:
+                assert differences(conn) == []
+        finally:
+            eng.dispose()
+        made[how] = _schema(path)
+    assert made["snapshot"] == made["migrations"]
+    statements, version = made["snapshot"]
+    assert version == [(head_revision(),)]
+    assert any("CREATE TABLE feed_state" in s for s in statements) and len(statements) > 10
+
+
+def test_the_snapshot_is_only_for_an_empty_database_at_the_scripts_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot made at other revisions than the scripts' (a migration added since) is ignored:
+    the migrations run. A database that is not empty never gets the snapshot's script."""
+    import shutil
+
+    from monitor.store.revisions import migrations_dir
+    from monitor.store.snapshot import SNAPSHOT_FILE, read_snapshot
+
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), copy)
+    text = (copy / SNAPSHOT_FILE).read_text(encoding="utf-8")
+    first, rest = text.split("\n", 1)
+    (copy / SNAPSHOT_FILE).write_text(first.rsplit(",", 1)[0] + "\n" + rest, encoding="utf-8")
+    monkeypatch.setenv("MONITOR_MIGRATIONS_DIR", str(copy))
+    assert read_snapshot() is None  # made before the last revision
+    eng = make_engine(f"sqlite:///{tmp_path / 'stale.sqlite3'}")
+    try:
+        assert upgrade(eng) == revisions()  # through the migrations
+        assert status(eng).up_to_date
+    finally:
+        eng.dispose()
+    monkeypatch.delenv("MONITOR_MIGRATIONS_DIR")
+
+    # Not empty (an older revision): the snapshot's CREATE statements would fail; the migrations
+    # bring it up instead and keep its rows.
+    eng = make_engine(f"sqlite:///{tmp_path / 'older.sqlite3'}")
+    try:
+        upgrade(eng, revisions()[0])
+        written = _fill(eng)
+        assert upgrade(eng) == revisions()[1:]
+        with eng.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM feed_state")).scalar_one() == len(
+                written["feed_state"]
+            )
+    finally:
+        eng.dispose()
 
 
 def _value(column: sa.Column[Any], row: int) -> Any:

@@ -242,9 +242,9 @@ def test_workers_analyse_the_entries_a_story_may_match() -> None:
                         assert outcomes[0] is not None
                         assert (outcomes[1] is not None) == ("Orbán" in entry.text)
                         for m, outcome in zip(matchers, outcomes, strict=True):
-                            assert m.match(entry.title, entry.text, outcome=outcome, remember=False) == m.match(
-                                entry.title, entry.text, remember=False
-                            )
+                            assert m.match(
+                                entry.title, entry.text, outcome=outcome, remember=False
+                            ) == m.match(entry.title, entry.text, remember=False)
         assert sum(bool(p.sentences) for p in results) == pool.parsed_by_workers
         pool.screen = None
         assert all(not p.sentences for p in anyio.run(_parse_all, pool, bodies))

@@ -24,14 +24,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from monitor.store.revisions import MigrationError, head_from_scripts, migrations_dir
+from monitor.store.revisions import APSCHEDULER_TABLES, MigrationError, head_from_scripts, migrations_dir
 
 log = logging.getLogger(__name__)
 # Alembic narrates every step at INFO; our own log line says what was migrated.
 if logging.getLogger("alembic").level == logging.NOTSET:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "metadata"})
 # pg_advisory_lock key shared by migrations and APScheduler's table creation ("story-monitor schema").
 SCHEMA_LOCK_KEY = 0x53_4D_5343_4845_4D41 & 0x7FFF_FFFF_FFFF_FFFF
 LEGACY_MARKER_TABLE = "feed_state"  # a database made by create_all before migrations existed
@@ -160,11 +159,16 @@ def _at_head(engine: Engine) -> bool:
     return len(rows) == 1 and rows[0][0] == head
 
 
-def upgrade(engine: Engine, revision: str = "head") -> list[str]:
-    """Bring the schema to ``revision`` under the schema lock. Returns the revisions applied."""
+def upgrade(engine: Engine, revision: str = "head", *, snapshot: bool = True) -> list[str]:
+    """Bring the schema to ``revision`` under the schema lock. Returns the revisions applied.
+    ``snapshot``: an empty SQLite database gets the head's schema from ``monitor.store.snapshot``
+    (one script) instead of every migration through Alembic."""
     if revision == "head":
         if _at_head(engine):
             return []
+        created = _create_from_snapshot(engine) if snapshot else None
+        if created is not None:
+            return created
         first = status(engine)
         if first.up_to_date:
             return []
@@ -185,6 +189,29 @@ def upgrade(engine: Engine, revision: str = "head") -> list[str]:
         command.upgrade(alembic_config(conn), revision)
         conn.commit()
         return applied
+
+
+def _create_from_snapshot(engine: Engine) -> list[str] | None:
+    """An empty SQLite database: the schema snapshot, in one transaction, under the schema lock.
+    Returns the revisions it stands for; None (the migrations decide) when this is not SQLite, the
+    snapshot is missing or stale, or the database is not empty."""
+    if engine.dialect.name != "sqlite":
+        return None
+    from monitor.store.snapshot import read_snapshot
+
+    found = read_snapshot()
+    if found is None:
+        return None
+    chain, script = found
+    with schema_lock(engine) as conn:
+        empty = conn.execute(text("SELECT count(*) FROM sqlite_master")).scalar_one() == 0
+        conn.commit()
+        if not empty:  # made by someone else meanwhile, or not ours: the migrations decide
+            return None
+        log.info("creating the database schema", extra={"revision": chain[-1], "from": "snapshot"})
+        # The script is one transaction (BEGIN ... COMMIT): a crash leaves the database empty.
+        conn.connection.driver_connection.executescript(script)  # type: ignore[union-attr]
+    return chain
 
 
 def _adopt_legacy(conn: Connection) -> str:

@@ -8,6 +8,10 @@ import os
 import re
 from pathlib import Path
 
+# APScheduler's tables: APScheduler creates them; the migrations, the drift check and the schema
+# snapshot leave them alone.
+APSCHEDULER_TABLES = frozenset({"tasks", "schedules", "jobs", "job_results", "metadata"})
+
 
 class MigrationError(Exception):
     """The migrations could not be found or applied."""
@@ -41,19 +45,31 @@ def head_from_scripts() -> str | None:
     without Alembic (which imports alembic and execs every script: ~0.1 s on every start). None when
     the scripts are not a plain chain this can read (branches, merges, unusual syntax): then Alembic
     decides."""
+    chain = revisions_from_scripts()
+    return chain[-1] if chain else None
+
+
+def revisions_from_scripts() -> list[str] | None:
+    """Every revision, oldest first, read as ``head_from_scripts`` reads them; None when the
+    scripts are not a plain chain this can read."""
     try:
         versions = migrations_dir() / "versions"
-        revs: set[str] = set()
-        downs: set[str] = set()
+        parent: dict[str, str | None] = {}
         for script in versions.glob("*.py"):
             source = script.read_text(encoding="utf-8")
             rev, down = _REVISION_LINE.findall(source), _DOWN_REVISION_LINE.findall(source)
-            if len(rev) != 1 or len(down) != 1:
+            if len(rev) != 1 or len(down) != 1 or rev[0] in parent:
                 return None
-            revs.add(rev[0])
-            if down[0]:
-                downs.add(down[0])
+            parent[rev[0]] = down[0] or None
     except (OSError, UnicodeDecodeError, MigrationError):
         return None
-    heads = revs - downs
-    return heads.pop() if len(heads) == 1 and downs <= revs else None
+    children = [down for down in parent.values() if down is not None]
+    if len(children) != len(set(children)) or not set(children) <= set(parent):
+        return None  # a branch, or a parent that is not there
+    heads = set(parent) - set(children)
+    if len(heads) != 1:
+        return None
+    chain = [heads.pop()]
+    while (down := parent[chain[-1]]) is not None:
+        chain.append(down)
+    return chain[::-1] if len(chain) == len(parent) else None
