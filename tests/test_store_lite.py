@@ -316,3 +316,54 @@ def test_new_items_on_sqlite_are_stored_as_the_core_insert_stores_them(
     assert not items[1].published_from_feed and items[1].revision == 2
     assert items[0].first_seen.tzinfo is UTC
     store.close()
+
+
+def test_matches_on_sqlite_are_stored_as_the_core_insert_stores_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Match rows written through the driver (SQLite) are the Core statement's rows, byte for byte
+    but for the clock: JSON as SQLAlchemy's JSON type writes it (non-ASCII escaped), the same
+    upsert when an item is matched again; the ORM reads them back as lists."""
+    from monitor.store import MatchRecord, StoryMatch
+
+    feed = [
+        FakeEntry("m1", "Orbán lädt ein", "Gipfel in Budapest: Trump und Putin."),
+        FakeEntry("m2", "Tomahawks", "Selenskyj wünscht sich „Marschflugkörper“."),
+    ]
+    results = {}
+    for lane in ("core", "driver"):
+        store = _make_db(tmp_path / f"{lane}.sqlite3")
+        if lane == "core":  # the statement PostgreSQL uses, here on SQLite for the comparison
+            monkeypatch.setattr(PollTransaction, "_add_matches_sqlite", PollTransaction._add_matches)
+        with store.poll_transaction("a") as tx:
+            ids = [c.item_id for c in tx.upsert_entries(_entries(rss(feed)))]
+        for score, evidence in (
+            (1.0, ("Gipfel in Budapest: Trump und Putin.",)),
+            (2.5, ("Orbán lädt ein", "„Zitat“")),
+        ):
+            with store.poll_transaction("a") as tx:
+                tx.add_matches(
+                    [
+                        MatchRecord("gipfel", ids[0], score, ("Budapest", "Orbán"), evidence),
+                        MatchRecord("tomahawk", ids[1], 1.0, ("Marschflugkörper",), ("„Marschflugkörper“",)),
+                    ]
+                )
+        monkeypatch.undo()
+        store.close()
+        with sqlite3.connect(tmp_path / f"{lane}.sqlite3") as db:
+            rows = db.execute(
+                "SELECT id, story_id, item_id, score, terms, evidence FROM story_match ORDER BY id"
+            ).fetchall()
+            stamps = [r[0] for r in db.execute("SELECT matched_at FROM story_match")]
+        results[lane] = (rows, stamps)
+    assert results["driver"][0] == results["core"][0]
+    assert len(results["driver"][0]) == 2 and results["driver"][0][0][3] == 2.5  # upserted
+    assert "\\u00e1" in results["driver"][0][0][4]  # "Orbán", escaped as json.dumps does
+    for lane in ("core", "driver"):
+        assert all(len(value) == len("2026-11-24 08:30:00.000500") for value in results[lane][1])
+    store = Store(_url(tmp_path / "driver.sqlite3"))
+    with store.session() as session:
+        first = session.scalars(select(StoryMatch).order_by(StoryMatch.id)).first()
+    assert first is not None and first.terms == ["Budapest", "Orbán"]
+    assert first.evidence == ["Orbán lädt ein", "„Zitat“"]
+    store.close()
