@@ -151,7 +151,8 @@ def test_a_batch_sees_its_own_developments_as_a_fresh_read_would(tmp_path) -> No
             assert [d.key for d in second.known_developments("graz-gipfel")] == ["d-early", "d-later"]
             assert second.known_developments("graz-gipfel") == fresh()
             # A source for a development the batch knows: the same id (from the cache), no new row,
-            # the source stored, the development's updated_at moved, the cache still current.
+            # the source stored, the development's updated_at moved (written once, when the batch
+            # commits: PollBatch.flush), the cache still current.
             early = next(d for d in second.known_developments("graz-gipfel") if d.key == "d-early")
             touched_before = batch.session.execute(
                 select(Development.updated_at).where(Development.id == early.id)
@@ -163,10 +164,15 @@ def test_a_batch_sees_its_own_developments_as_a_fresh_read_would(tmp_path) -> No
                 select(DevelopmentSource.item_id).where(DevelopmentSource.development_id == early.id)
             ).scalars()
             assert sorted(sources) == sorted([ids["early"], ids["later"]])
-            touched = batch.session.execute(
-                select(Development.updated_at).where(Development.id == early.id)
-            ).scalar_one()
-            assert touched > touched_before
+
+            def updated_at() -> datetime:
+                return batch.session.execute(
+                    select(Development.updated_at).where(Development.id == early.id)
+                ).scalar_one()
+
+            assert updated_at() == touched_before and early.id in batch.touched
+            batch.flush()
+            assert updated_at() > touched_before and not batch.touched
             assert batch.session.execute(select(Delivery)).first() is None  # no alert for a source
     finally:
         store.close()

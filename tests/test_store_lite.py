@@ -367,3 +367,30 @@ def test_matches_on_sqlite_are_stored_as_the_core_insert_stores_them(
     assert first is not None and first.terms == ["Budapest", "Orbán"]
     assert first.evidence == ["Orbán lädt ein", "„Zitat“"]
     store.close()
+
+
+def test_a_batch_knows_which_of_its_feeds_have_items_already(tmp_path: Path) -> None:
+    """``PollBatch.preload`` finds, in one statement, which feeds have items; the transactions use
+    that instead of a probe per feed, and get the same answers: a feed's first items all new, a
+    known feed's changed entry an update and its unchanged ones nothing."""
+    store = _make_db(tmp_path / "batch.sqlite3")
+    first = [
+        FakeEntry("a1", "Gipfel in Budapest", "Trump und Putin."),
+        FakeEntry("a2", "Orbán", "Gastgeber."),
+    ]
+    _upsert(store, rss(first))  # feed "a" has items, "b" has none
+    changed = [first[0], FakeEntry("a2", "Orbán", "Ungarn bietet sich als Gastgeber an.")]
+    with store.poll_batch() as batch:
+        batch.preload(["a", "b"])
+        assert sorted(batch.has_items.values()) == [False, True]
+        a, b = batch.poll("a"), batch.poll("b")
+        got_a = [(c.entry.entry_id, c.kind) for c in a.upsert_entries(_entries(rss(changed)))]
+        got_b = [(c.entry.entry_id, c.kind) for c in b.upsert_entries(_entries(rss(first)))]
+        assert not batch.has_items  # each answer used once
+    assert got_a == [("a2", "updated")]
+    assert got_b == [("a1", "new"), ("a2", "new")]
+    with store.session() as session:
+        from monitor.store import Item
+
+        assert len(session.scalars(select(Item)).all()) == 4
+    store.close()
