@@ -60,7 +60,7 @@ def analyse_candidates(parsed: ParsedFeed, stories: bytes | None) -> ParsedFeed:
     if stories is None or not parsed.is_feed:
         return parsed
     from monitor.diff.novelty import item_sentences
-    from monitor.match.engine import load_prematch
+    from monitor.match.engine import Document, load_prematch
 
     prematch, key = load_prematch(stories)
     for entry in parsed.entries:
@@ -70,8 +70,8 @@ def analyse_candidates(parsed: ParsedFeed, stories: bytes | None) -> ParsedFeed:
         doc, outcomes = found
         parsed.outcomes[entry.entry_id] = outcomes
         parsed.sentences[entry.entry_id] = item_sentences(entry.title, entry.text)
-        if prematch.wants_documents:
-            parsed.documents[entry.entry_id] = doc
+        if prematch.wants_documents:  # without the lookups matching cached on it: not needed
+            parsed.documents[entry.entry_id] = Document(doc.sentences, doc.folded, doc.starts)
     parsed.screened = key
     return parsed
 

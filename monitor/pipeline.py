@@ -575,8 +575,9 @@ class Monitor:
         fulltexts: dict[str, FullText] | None = None,
         parsed: ParsedFeed | None = None,
     ) -> None:
-        """``parsed``: the feed the items come from, with what the parse worker analysed of them
-        (``ParsedFeed.screened``, ``.sentences``, ``.documents``; see parse_pool)."""
+        """``parsed``: the feed the items come from, with what the parse worker matched and
+        analysed of them (``ParsedFeed.screened``, ``.outcomes``, ``.sentences``, ``.documents``;
+        see parse_pool)."""
         if not changed or not self.config.stories:
             return
         from monitor import diff

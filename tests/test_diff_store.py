@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from monitor.parse import Entry, content_hash
@@ -171,8 +172,23 @@ def test_a_batch_sees_its_own_developments_as_a_fresh_read_would(tmp_path) -> No
                 ).scalar_one()
 
             assert updated_at() == touched_before and early.id in batch.touched
-            batch.flush()
-            assert updated_at() > touched_before and not batch.touched
             assert batch.session.execute(select(Delivery)).first() is None  # no alert for a source
+        # The batch committed: the touch was written with it.
+        with store.session() as session:
+            committed = session.execute(
+                select(Development.updated_at).where(Development.id == early.id)
+            ).scalar_one()
+        assert committed > touched_before
+
+        # A batch that fails writes nothing, its deferred touch included.
+        with pytest.raises(RuntimeError), store.poll_batch() as batch:
+            batch.poll("kurier").add_development(record("d-early", T0, "early"), [])
+            assert early.id in batch.touched
+            raise RuntimeError("the feed's write failed")
+        with store.session() as session:
+            after = session.execute(
+                select(Development.updated_at).where(Development.id == early.id)
+            ).scalar_one()
+        assert after == committed
     finally:
         store.close()

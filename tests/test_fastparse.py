@@ -508,7 +508,7 @@ def test_risky_markup_is_declined_in_any_case(markup: bytes) -> None:
 def test_html_to_text_tidies_whitespace_as_its_definition_says() -> None:
     """Every run of blanks (space, tab, CR, FF, VT, NBSP) becomes one space and the blanks around
     a line break go; the regexes that skip lone spaces and texts without line breaks give exactly
-    that, on thousands of random mixes of words, blanks, line breaks, tags and entities."""
+    that, on thousands of random mixes of words, blanks, line breaks and entities."""
     import html
     import random
     import re

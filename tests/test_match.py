@@ -756,3 +756,89 @@ def test_a_match_split_between_worker_and_writer_equals_a_match_in_one_place() -
     assert len(matched) >= 4 and ("test", "Budapest als Gipfelort?") not in matched
     for a, b in zip(whole, split, strict=True):
         assert a.state.start == b.state.start and list(a.state.vectors) == list(b.state.vectors)
+
+
+def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project: Project) -> None:
+    """Two stories, one of them comparing by similarity: a feed written with what a parse worker
+    computed (``analyse_candidates`` under the monitor's stories: rule outcomes per story, sentence
+    analysis, documents) is stored exactly as the same feed written without it, where the writer
+    matches and analyses everything itself: the same matches (score, terms, evidence), the same
+    developments and sources."""
+    import sqlite3
+
+    from monitor.parse import Entry, ParsedFeed, content_hash
+    from monitor.parse_pool import analyse_candidates
+    from monitor.pipeline import FeedPollReport, Monitor
+
+    t0 = datetime(2025, 10, 16, 9, tzinfo=UTC)
+    texts = [
+        ("Gipfel in Budapest geplant", BASELINE),
+        (
+            "Rubio und Lawrow telefonieren",
+            "Außenminister Rubio und sein Kollege Lawrow haben telefoniert; der Sondergesandte "
+            "Dmitrijew sprach von Fortschritten bei den Vorbereitungen.",
+        ),
+        (
+            "Orbán nennt einen Termin",
+            "Der Gipfel von Trump und Putin in Budapest soll am 30. Oktober stattfinden, sagte Orbán "
+            "am Freitag. Die Hotels der Innenstadt sind ausgebucht.",
+        ),
+        ("Wetter", "Morgen regnet es in München, übermorgen scheint die Sonne."),
+        ("Budapest-Marathon", "Beim Budapest-Marathon liefen 30.000 Menschen durch die Stadt."),
+    ]
+    entries = [
+        Entry(f"k-{i}", f"https://kurier.example/{i}", title, text, "", t0 + timedelta(hours=i), True,
+              content_hash(title, text))
+        for i, (title, text) in enumerate(texts)
+    ]  # fmt: skip
+
+    async def write(mode: str) -> Path:
+        db = project.dir / f"{mode}.sqlite3"
+        project.write(
+            {
+                "database": f"sqlite:///{db}",
+                "feeds": [{"name": "kurier", "url": "https://kurier.example/rss"}],
+                "stories": [
+                    {"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest", "Orbán"]},
+                    {"id": "treffen", "title": "Treffen", "baseline": {"text": BASELINE}, "rules": SIM_RULES},
+                ],
+            }
+        )
+        monitor = Monitor(load_config(project.config_path))
+        try:
+            await monitor.open()
+            parsed = ParsedFeed(list(entries))
+            if mode == "worker":
+                analyse_candidates(parsed, monitor._parse_screen())
+                assert len(parsed.outcomes) == 4 and set(parsed.documents) == set(parsed.outcomes)
+            with monitor.store.poll_transaction("kurier") as tx:
+                changed = tx.upsert_entries(entries)
+                report = FeedPollReport("kurier", "ok")
+                monitor._match_and_diff(tx, changed, report, {}, parsed if mode == "worker" else None)
+        finally:
+            await monitor.close()
+        return db
+
+    def stored(db: Path) -> tuple[list[Any], ...]:
+        with sqlite3.connect(db) as conn:
+            matches = conn.execute(
+                "SELECT m.story_id, i.entry_id, m.score, m.terms, m.evidence FROM story_match m "
+                "JOIN item i ON i.id = m.item_id ORDER BY 1, 2"
+            ).fetchall()
+            developments = conn.execute(
+                "SELECT story_id, key, title, score, novel, terms FROM development ORDER BY 1, 2"
+            ).fetchall()
+            sources = conn.execute(
+                "SELECT d.key, i.entry_id, s.sentences FROM development_source s "
+                "JOIN development d ON d.id = s.development_id JOIN item i ON i.id = s.item_id ORDER BY 1, 2"
+            ).fetchall()
+        return matches, developments, sources
+
+    with_workers = stored(anyio.run(write, "worker"))
+    without = stored(anyio.run(write, "writer"))
+    assert with_workers == without
+    matches, developments, sources = with_workers
+    matched = {(story, entry) for story, entry, *_ in matches}
+    assert ("treffen", "k-1") in matched  # by similarity to the story so far alone
+    assert {"gipfel", "treffen"} == {story for story, _ in matched}
+    assert ("gipfel", "k-3") not in matched and developments and sources

@@ -65,7 +65,13 @@ def _schema(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
         conn.close()
 
 
-def test_a_new_sqlite_database_gets_the_schema_the_migrations_make(tmp_path: Path) -> None:
+def _no_alembic(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("the migrations ran: the schema snapshot was not used")
+
+
+def test_a_new_sqlite_database_gets_the_schema_the_migrations_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An empty SQLite database is created from the schema snapshot (db/migrations/sqlite-schema.sql)
     in one script, not by replaying the migrations; the result is the same schema, statement for
     statement, at the same revision, and the models agree with it. Fails while the snapshot is
@@ -74,14 +80,20 @@ def test_a_new_sqlite_database_gets_the_schema_the_migrations_make(tmp_path: Pat
 
     assert read_snapshot() is not None, "stale or missing schema snapshot: python -m monitor.store.snapshot"
     assert snapshot_path().read_text(encoding="utf-8") == make_snapshot(), (
-        "the schema snapshot differs from what the migrations make: python -m monitor.store.snapshot"
+        "the schema snapshot differs from what the migrations make (a new migration, or a new "
+        "SQLAlchemy/Alembic that renders DDL differently): python -m monitor.store.snapshot"
     )
     made: dict[str, tuple[list[str], list[tuple[str, ...]]]] = {}
     for how in ("snapshot", "migrations"):
         path = tmp_path / f"{how}.sqlite3"
         eng = make_engine(f"sqlite:///{path}")
         try:
-            assert upgrade(eng, snapshot=how == "snapshot") == revisions()
+            if how == "snapshot":  # the snapshot path must not fall back to Alembic quietly
+                with monkeypatch.context() as patch:
+                    patch.setattr("alembic.command.upgrade", _no_alembic)
+                    assert upgrade(eng) == revisions()
+            else:
+                assert upgrade(eng, snapshot=False) == revisions()
             assert status(eng).up_to_date
             with eng.connect() as conn:
                 assert differences(conn) == []
@@ -112,12 +124,20 @@ def test_the_snapshot_is_only_for_an_empty_database_at_the_scripts_head(
     monkeypatch.setenv("MONITOR_MIGRATIONS_DIR", str(copy))
     assert read_snapshot() is None  # made before the last revision
     eng = make_engine(f"sqlite:///{tmp_path / 'stale.sqlite3'}")
+    ran: list[str] = []
+    import alembic.command
+
+    real_upgrade = alembic.command.upgrade
+    monkeypatch.setattr(
+        alembic.command, "upgrade", lambda *a, **k: ran.append("alembic") or real_upgrade(*a, **k)
+    )
     try:
-        assert upgrade(eng) == revisions()  # through the migrations
+        assert upgrade(eng) == revisions()
+        assert ran == ["alembic"]  # through the migrations
         assert status(eng).up_to_date
     finally:
         eng.dispose()
-    monkeypatch.delenv("MONITOR_MIGRATIONS_DIR")
+    monkeypatch.undo()
 
     # Not empty (an older revision): the snapshot's CREATE statements would fail; the migrations
     # bring it up instead and keep its rows.
@@ -338,3 +358,36 @@ def test_the_start_up_check_reads_the_same_head_as_alembic(engine: sa.Engine) ->
     assert not _at_head(engine)
     upgrade(engine)
     assert _at_head(engine)
+
+
+def test_a_snapshot_that_fails_halfway_leaves_the_database_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot runs as one transaction: a statement that fails (a full disk, a broken script)
+    leaves no table behind and is reported as a schema error naming the file (the CLI prints it
+    and exits non-zero); the next start, with a working script, creates the database."""
+    import shutil
+
+    from monitor.store import StoreError
+    from monitor.store.revisions import migrations_dir
+    from monitor.store.snapshot import SNAPSHOT_FILE
+
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), copy)
+    script = (copy / SNAPSHOT_FILE).read_text(encoding="utf-8")
+    broken = script.replace("CREATE TABLE story_match", "CREATE TABLE story_match (oops;\nCREATE TABLE sm_x")
+    assert broken != script
+    (copy / SNAPSHOT_FILE).write_text(broken, encoding="utf-8")
+    monkeypatch.setenv("MONITOR_MIGRATIONS_DIR", str(copy))
+    path = tmp_path / "new.sqlite3"
+    store = Store(f"sqlite:///{path}")
+    try:
+        with pytest.raises(StoreError, match=r"cannot create the database schema \(sqlite-schema\.sql\)"):
+            store.create_schema()
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM sqlite_master")).scalar_one() == 0
+        (copy / SNAPSHOT_FILE).write_text(script, encoding="utf-8")
+        store.create_schema()
+        assert status(store.engine).up_to_date
+    finally:
+        store.close()

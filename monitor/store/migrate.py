@@ -8,6 +8,9 @@ a CLI command) starting at the same moment never run DDL concurrently:
   when the holder dies, so a crashed node cannot leave it behind.
 - SQLite: an ``flock`` on ``<database>.lock`` next to the file (also released by the kernel on death).
 
+An empty SQLite database is not migrated step by step: it gets the head's schema from one script
+(``monitor.store.snapshot``, ``db/migrations/sqlite-schema.sql``), under the same lock.
+
 APScheduler's own tables (``tasks``, ``schedules``, ``jobs``, ``job_results``, ``metadata``) are not
 ours: APScheduler creates them, and the migrations and the drift check ignore them.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +201,7 @@ def _create_from_snapshot(engine: Engine) -> list[str] | None:
     snapshot is missing or stale, or the database is not empty."""
     if engine.dialect.name != "sqlite":
         return None
-    from monitor.store.snapshot import read_snapshot
+    from monitor.store.snapshot import read_snapshot, snapshot_path
 
     found = read_snapshot()
     if found is None:
@@ -209,8 +213,18 @@ def _create_from_snapshot(engine: Engine) -> list[str] | None:
         if not empty:  # made by someone else meanwhile, or not ours: the migrations decide
             return None
         log.info("creating the database schema", extra={"revision": chain[-1], "from": "snapshot"})
-        # The script is one transaction (BEGIN ... COMMIT): a crash leaves the database empty.
-        conn.connection.driver_connection.executescript(script)  # type: ignore[union-attr]
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        # The script is one transaction (BEGIN ... COMMIT): a failure or a crash leaves the
+        # database empty, and the next start tries again.
+        try:
+            driver.executescript(script)
+        except sqlite3.Error as exc:
+            if driver.in_transaction:
+                driver.rollback()
+            raise MigrationError(
+                f"cannot create the database schema ({snapshot_path().name}): {exc}"
+            ) from exc
     return chain
 
 
