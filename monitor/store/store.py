@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -129,10 +130,11 @@ class PollBatch:
             stmt = stmt.with_for_update()  # serialise re-runs of the same feed across nodes
         states = list(self.session.scalars(stmt))
         self._states.update((state.name, state) for state in states)
-        # Which of them have items already, in the same round trip's worth of work: one statement
-        # for the batch instead of one probe per feed in upsert_entries.
+        # Which of them have items already: for a group commit one statement for the batch instead
+        # of one probe per feed in upsert_entries. A single feed (PostgreSQL, a poll redone on its
+        # own) keeps the probe, which runs only when the poll brought entries.
         ids = [state.id for state in states]
-        if ids:
+        if len(ids) > 1:
             with_items = exists().where(ITEM_TABLE.c.feed_id == FeedState.id)
             found = self.session.scalars(select(FeedState.id).where(FeedState.id.in_(ids), with_items))
             self.has_items.update((i, False) for i in ids)
@@ -150,14 +152,11 @@ class PollBatch:
 class PollTransaction:
     """The writes of one feed poll. Obtained from ``Store.poll_transaction``; commits on exit."""
 
-    def __init__(
-        self, store: Store, session: Session, state: FeedState, batch: PollBatch | None = None
-    ) -> None:
+    def __init__(self, store: Store, session: Session, state: FeedState, batch: PollBatch) -> None:
         self._store = store
         self.session = session
         self.state = state
-        self._known = batch.known if batch is not None else {}
-        self._touched = batch.touched if batch is not None else None
+        self._known = batch.known
         self._batch = batch
 
     # -- entries ------------------------------------------------------------------------------
@@ -177,7 +176,7 @@ class PollTransaction:
         existing: dict[str, tuple[int, str, str, str, str]] = {}
         # A feed's first items (nothing stored for it yet) need no lookup: one indexed probe
         # instead of an IN list of every entry id (~5 % of a first poll's write time).
-        preloaded = self._batch.has_items.pop(feed_id, None) if self._batch is not None else None
+        preloaded = self._batch.has_items.pop(feed_id, None)
         if preloaded is not None:
             has_items = preloaded
         else:
@@ -255,6 +254,12 @@ class PollTransaction:
             (row.id, row.entry_id) for row in self.session.execute(stmt.returning(c.id, c.entry_id), rows)
         ]
 
+    def _sqlite_driver(self) -> sqlite3.Connection:
+        """The sqlite3 connection under this transaction's session (same transaction)."""
+        driver = self.session.connection().connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        return driver
+
     def _insert_items_sqlite(
         self, rows: list[dict[str, Any]], *, feed_was_empty: bool
     ) -> list[tuple[int, str]]:
@@ -289,8 +294,7 @@ class PollTransaction:
             )
             for row in rows
         ]
-        driver = self.session.connection().connection.driver_connection
-        assert driver is not None
+        driver = self._sqlite_driver()
         driver.executemany(_SQLITE_ITEM_INSERT, values)
         feed_id = self.state.id
         if feed_was_empty:
@@ -349,9 +353,7 @@ class PollTransaction:
             for m in matches
         ]
         if values:
-            driver = self.session.connection().connection.driver_connection
-            assert driver is not None
-            driver.executemany(_SQLITE_MATCH_UPSERT, values)
+            self._sqlite_driver().executemany(_SQLITE_MATCH_UPSERT, values)
 
     def remove_matches(self, item_ids: Iterable[int], story_id: str) -> None:
         """An updated item that no longer matches leaves the story."""
@@ -505,12 +507,7 @@ class PollTransaction:
 
     def _touch(self, dev_id: int, now: datetime) -> None:
         """The development got a source now: its ``updated_at``, written at commit (PollBatch)."""
-        if self._touched is not None:
-            self._touched[dev_id] = now
-        else:
-            self.session.execute(
-                self._store.statement("development_touch"), {"b_id": dev_id, "v_updated_at": now}
-            )
+        self._batch.touched[dev_id] = now
 
     def _insert_development(self, record: DevelopmentRecord, now: datetime) -> tuple[int, bool]:
         """Insert the development, or find the existing one with its key: (id, created)."""
