@@ -84,12 +84,14 @@ class ParsedFeed:
     problems: list[str] = field(default_factory=list)  # recovered errors (bozo, duplicates, dates)
     is_feed: bool = True  # False when the bytes are not a feed at all (e.g. an HTML page)
     alternate_links: list[str] = field(default_factory=list)  # feed autodiscovery from HTML
-    # Computed by the parse worker (monitor.parse_pool.analyse_candidates), off the main process,
-    # for the entries in which some story's terms occur, under the stories' rules that ``screened``
-    # names (``match.StoryScreen.key``; None when nothing was screened): per entry id, the rule
-    # outcome per story (``match.Prematch.outcomes``), ``diff.novelty.item_sentences`` of its title
-    # and text and, when a story needs it for similarity, ``match.prepare``'s document.
+    # Computed by the parse worker (monitor.story_work.analyse_candidates), off the main process,
+    # for the entries in which some story's terms occur, under the stories that ``screened`` names
+    # (``story_work.payload_key``; None when nothing was screened): per entry id, the rule outcome
+    # per story (``match.Prematch.outcomes``), the diff against each story's baseline
+    # (``diff.baseline_novelty``), ``diff.novelty.item_sentences`` of its title and text where that
+    # diff found news and, when a story needs it for similarity, ``match.prepare``'s document.
     outcomes: dict[str, Any] = field(default_factory=dict)
+    novelty: dict[str, Any] = field(default_factory=dict)
     sentences: dict[str, Any] = field(default_factory=dict)
     documents: dict[str, Any] = field(default_factory=dict)
     screened: str | None = None

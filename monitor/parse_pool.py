@@ -30,8 +30,10 @@ from pickle import PicklingError
 
 import anyio
 
+from monitor import story_work
 from monitor.fastparse import parse_feed_fast
 from monitor.parse import ParsedFeed, parse_feed
+from monitor.story_work import StoriesUnknown, StoryWork
 
 log = logging.getLogger(__name__)
 
@@ -48,34 +50,6 @@ def parse_document(
     return _parse_in_worker(body, url, fetched_at, content_type)[0]
 
 
-def analyse_candidates(parsed: ParsedFeed, stories: bytes | None) -> ParsedFeed:
-    """Match the entries against the stories' rules and analyse the ones some story's terms occur
-    in (``stories``: ``match.StoryScreen.payload``): fills ``parsed.outcomes`` (per story, what its
-    rules say: ``match.Prematch.outcomes``), ``parsed.sentences`` (the diff's per-item sentence
-    analysis) and, when a story compares by similarity, ``parsed.documents``; ``parsed.screened``
-    names the stories. A worker does this next to the parse, off the main process, where one thread
-    writes the database and does what depends on the story state (similarity, the diff against the
-    story so far): on a first poll of the bench's 500 feeds with five stories that moves ~1.5 s of
-    the writer's work to the other core. Pure: the values the writer would compute."""
-    if stories is None or not parsed.is_feed:
-        return parsed
-    from monitor.diff.novelty import item_sentences
-    from monitor.match.engine import Document, load_prematch
-
-    prematch, key = load_prematch(stories)
-    for entry in parsed.entries:
-        found = prematch.outcomes(entry.title, entry.text)
-        if found is None:
-            continue
-        doc, outcomes = found
-        parsed.outcomes[entry.entry_id] = outcomes
-        parsed.sentences[entry.entry_id] = item_sentences(entry.title, entry.text)
-        if prematch.wants_documents:  # without the lookups matching cached on it: not needed
-            parsed.documents[entry.entry_id] = Document(doc.sentences, doc.folded, doc.starts)
-    parsed.screened = key
-    return parsed
-
-
 def _parse_fast(body: bytes, url: str, fetched_at: datetime, content_type: str | None) -> ParsedFeed | None:
     return parse_feed_fast(body, url=url, fetched_at=fetched_at, content_type=content_type)
 
@@ -89,14 +63,19 @@ def _parse_in_worker(
     url: str,
     fetched_at: datetime,
     content_type: str | None,
-    screen: bytes | None = None,
-) -> tuple[ParsedFeed, bool]:
-    """``parse_document`` (and ``analyse_candidates``), and whether the fast parser took the
-    document (for the counters)."""
+    stories_key: str | None = None,
+    stories: bytes | None = None,
+) -> tuple[ParsedFeed, bool, int]:
+    """``parse_document`` (and, when the task names stories, ``story_work.analyse_candidates``),
+    whether the fast parser took the document (for the counters) and the process that parsed it.
+    ``stories``: the payload named ``stories_key``, sent along until this worker holds it (see
+    ``ParsePool``)."""
+    work = _story_work(stories_key, stories)  # first: a worker without them parses nothing yet
     fast = _parse_fast(body, url, fetched_at, content_type)
     if fast is not None:
-        return analyse_candidates(fast, screen), True
-    return analyse_candidates(_parse_reference(body, url, fetched_at, content_type), screen), False
+        return _analysed(fast, work, stories_key), True, os.getpid()
+    parsed = _parse_reference(body, url, fetched_at, content_type)
+    return _analysed(parsed, work, stories_key), False, os.getpid()
 
 
 def _parse_reference_in_worker(
@@ -104,9 +83,22 @@ def _parse_reference_in_worker(
     url: str,
     fetched_at: datetime,
     content_type: str | None,
-    screen: bytes | None = None,
-) -> tuple[ParsedFeed, bool]:
-    return analyse_candidates(_parse_reference(body, url, fetched_at, content_type), screen), False
+    stories_key: str | None = None,
+    stories: bytes | None = None,
+) -> tuple[ParsedFeed, bool, int]:
+    work = _story_work(stories_key, stories)
+    parsed = _parse_reference(body, url, fetched_at, content_type)
+    return _analysed(parsed, work, stories_key), False, os.getpid()
+
+
+def _story_work(key: str | None, payload: bytes | None) -> StoryWork | None:
+    return None if key is None else story_work.load(key, payload)
+
+
+def _analysed(parsed: ParsedFeed, work: StoryWork | None, key: str | None) -> ParsedFeed:
+    if work is None or key is None:
+        return parsed
+    return story_work.analyse_candidates(parsed, work, key)
 
 
 def _ready() -> int:
@@ -138,15 +130,39 @@ class ParsePool:
         self.parsed_in_pool = 0  # by feedparser in a worker process
         self.parsed_in_thread = 0  # by feedparser in a thread
         self.parsed_by_workers = 0  # by either parser in a worker process
-        # The stories' screen and rules (``match.StoryScreen.payload``), set by the monitor once its
-        # stories are compiled: a worker then also matches and analyses (analyse_candidates).
-        self.screen: bytes | None = None
-        # Where the screen comes from before the stories are otherwise compiled (a blocking call,
-        # run once in a thread before the first parse in a worker): on a first poll the parses run
-        # far ahead of the database writer, which compiles the stories only at its first write.
-        self.screen_source: Callable[[], bytes | None] | None = None
-        self._screen_asked: anyio.Event | None = None
-        self._screen_known = False
+        # What the workers do for the stories (``story_work.StoryWork.payload``), set by the monitor
+        # once its stories are compiled: a worker then also matches and diffs against the
+        # baselines (story_work.analyse_candidates). A task names the stories by key and carries
+        # the payload only until every worker has parsed with it, not with every task (~34 KB for
+        # the shipped story, ~500 tasks on a first poll). (payload, key, pids of the workers known
+        # to hold it), replaced as a whole: the monitor sets it from its writer thread while the
+        # event loop sends tasks.
+        self._current: tuple[bytes, str, set[int]] | None = None
+        self.stories_sent = 0  # tasks that carried the payload
+        self.stories_resent = 0  # tasks sent again with it, to a worker that did not hold it
+        # Where the stories come from before they are otherwise compiled (a blocking call, run once
+        # in a thread before the first parse in a worker): on a first poll the parses run far
+        # ahead of the database writer, which compiles the stories only at its first write.
+        self.stories_source: Callable[[], bytes | None] | None = None
+        self._stories_asked: anyio.Event | None = None
+        self._stories_known = False
+
+    @property
+    def stories(self) -> bytes | None:
+        """The stories' payload for the workers (``story_work.StoryWork.payload``), or None."""
+        current = self._current
+        return None if current is None else current[0]
+
+    @stories.setter
+    def stories(self, payload: bytes | None) -> None:
+        if payload != self.stories:
+            self._current = None if payload is None else (payload, story_work.payload_key(payload), set())
+
+    @property
+    def stories_key(self) -> str | None:
+        """Names the stories (``story_work.payload_key``) in the tasks and in what workers return."""
+        current = self._current
+        return None if current is None else current[1]
 
     def _pool(self) -> Executor | None:
         if self._broken:
@@ -214,7 +230,9 @@ class ParsePool:
 
     async def _parse_in_pool(
         self,
-        fn: Callable[[bytes, str, datetime, str | None, bytes | None], tuple[ParsedFeed, bool]],
+        fn: Callable[
+            [bytes, str, datetime, str | None, str | None, bytes | None], tuple[ParsedFeed, bool, int]
+        ],
         body: bytes,
         url: str,
         fetched_at: datetime,
@@ -224,12 +242,29 @@ class ParsePool:
         executor = self._executor
         if executor is None:
             return None
-        await self._await_screen()
+        await self._await_stories()
+        current = self._current
+        key = payload = None
+        if current is not None:
+            key = current[1]
+            if len(current[2]) < self.workers:
+                payload = current[0]
+                self.stories_sent += 1
         try:
             loop = asyncio.get_running_loop()
-            parsed, fast = await loop.run_in_executor(
-                executor, fn, body, url, fetched_at, content_type, self.screen
-            )
+            try:
+                parsed, fast, pid = await loop.run_in_executor(
+                    executor, fn, body, url, fetched_at, content_type, key, payload
+                )
+            except StoriesUnknown:  # a worker that does not hold them (a new one): again, with them
+                assert current is not None
+                self.stories_resent += 1
+                current[2].clear()  # and with the next tasks, until every worker has them
+                parsed, fast, pid = await loop.run_in_executor(
+                    executor, fn, body, url, fetched_at, content_type, key, current[0]
+                )
+            if current is not None:
+                current[2].add(pid)
         except (BrokenProcessPool, PicklingError, OSError) as exc:
             if not self._broken:  # once, not once per parse that was waiting in the pool
                 log.warning(
@@ -246,23 +281,23 @@ class ParsePool:
             self.parsed_in_pool += 1
         return parsed
 
-    async def _await_screen(self) -> None:
-        """Ask ``screen_source`` once (the first parse asks, the others wait for its answer)."""
-        if self._screen_known or self.screen_source is None:
+    async def _await_stories(self) -> None:
+        """Ask ``stories_source`` once (the first parse asks, the others wait for its answer)."""
+        if self._stories_known or self.stories_source is None:
             return
-        if self._screen_asked is not None:
-            await self._screen_asked.wait()
+        if self._stories_asked is not None:
+            await self._stories_asked.wait()
             return
-        self._screen_asked = anyio.Event()
+        self._stories_asked = anyio.Event()
         try:
-            screen = await anyio.to_thread.run_sync(self.screen_source)
-            if screen is not None:
-                self.screen = screen
+            payload = await anyio.to_thread.run_sync(self.stories_source)
+            if payload is not None:
+                self.stories = payload
         except Exception:  # the stories do not compile: the writer reports it; parse without
-            log.debug("no story screen for the parse workers", exc_info=True)
+            log.debug("no stories for the parse workers", exc_info=True)
         finally:
-            self._screen_known = True
-            self._screen_asked.set()
+            self._stories_known = True
+            self._stories_asked.set()
 
     def _shutdown(self) -> None:
         executor, self._executor = self._executor, None

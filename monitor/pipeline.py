@@ -171,6 +171,7 @@ class Monitor:
         self.fetcher: Fetcher | None = None
         self.matchers: dict[str, StoryMatcher] = {}
         self._screen: StoryScreen | None = None  # of the compiled matchers (``_story_screen``)
+        self._screen_key = ""  # and the key of the workers' stories (``story_work.payload_key``)
         self.baselines: dict[str, diff.BaselineModel] = {}
         # Per story, the start for which earlier development sources were last withdrawn.
         self._diff_starts: dict[str, datetime] = {}
@@ -184,7 +185,7 @@ class Monitor:
         self._idle.set()
         self.stopping = False
         self.parse_pool = ParsePool()
-        self.parse_pool.screen_source = self._parse_screen
+        self.parse_pool.stories_source = self._parse_stories
         self._deliverer: Any = None  # monitor.alert.Deliverer, created on first use
         # Polls that brought nothing new: their health rows, many feeds per transaction.
         self._health_commits = GroupCommit(
@@ -270,24 +271,31 @@ class Monitor:
                     self.matchers[story.id] = matcher
             return dict(self.matchers)  # a copy: _forget_story_state may clear the dict meanwhile
 
-    def _story_screen(self, matchers: dict[str, StoryMatcher]) -> StoryScreen:
-        """One screen for all stories (``match.StoryScreen``), built once per set of matchers."""
+    def _story_screen(self, matchers: dict[str, StoryMatcher]) -> tuple[StoryScreen, str]:
+        """One screen for all stories (``match.StoryScreen``), built once per set of matchers, and
+        the key of what the parse workers do for these stories (``story_work.StoryWork``)."""
         from monitor.match import StoryScreen
+        from monitor.story_work import StoryWork, payload_key
 
         with self._compile_lock:
             screen = self._screen
             if screen is None or screen.stories != tuple(matchers.values()):
-                screen = self._screen = StoryScreen(matchers.values())
-                # From now on the parse workers also match and analyse (parse_pool).
-                self.parse_pool.screen = screen.payload
-            return screen
+                screen = StoryScreen(matchers.values())
+                baselines = [self.baselines[story_id] for story_id in matchers]
+                payload = StoryWork.build(screen, baselines).payload()
+                self._screen = screen
+                self._screen_key = payload_key(payload)
+                # From now on the parse workers also match and diff against the baselines.
+                self.parse_pool.stories = payload
+            return screen, self._screen_key
 
-    def _parse_screen(self) -> bytes | None:
-        """For the parse workers (``ParsePool.screen_source``): the stories' screen and rules,
+    def _parse_stories(self) -> bytes | None:
+        """For the parse workers (``ParsePool.stories_source``): what they do for the stories,
         compiling the stories now if need be (they are needed for the first write anyway)."""
         if not self.config.stories:
             return None
-        return self._story_screen(self._stories()).payload
+        self._story_screen(self._stories())
+        return self.parse_pool.stories
 
     async def close(self) -> None:
         if self._deliverer is not None:
@@ -576,8 +584,8 @@ class Monitor:
         parsed: ParsedFeed | None = None,
     ) -> None:
         """``parsed``: the feed the items come from, with what the parse worker matched and
-        analysed of them (``ParsedFeed.screened``, ``.outcomes``, ``.sentences``, ``.documents``;
-        see parse_pool)."""
+        analysed of them (``ParsedFeed.screened``, ``.outcomes``, ``.novelty``, ``.sentences``,
+        ``.documents``; see story_work)."""
         if not changed or not self.config.stories:
             return
         from monitor import diff
@@ -591,13 +599,16 @@ class Monitor:
         texts = [_diff_text(item.entry.entry_id, item.entry.text, fulltexts) for item in changed]
         matchers = self._stories()
         # Items that no story could match (most of them) are screened out once for all stories.
-        screen = self._story_screen(matchers)
-        # The worker matched the entries' own texts against these stories' rules: its outcomes
-        # stand (an entry without any is no candidate) unless the text diffed is an extracted
-        # article. Only what depends on the story state is left to do here.
-        worker = parsed if parsed is not None and parsed.screened == screen.key else None
+        screen, key = self._story_screen(matchers)
+        # The worker matched the entries' own texts against these stories' rules and diffed them
+        # against their baselines: its outcomes stand (an entry without any is no candidate) unless
+        # the text diffed is an extracted article. Only what depends on the story state is left.
+        worker = parsed if parsed is not None and parsed.screened == key else None
         prematched = worker is not None
         outcomes: dict[str, tuple[RuleOutcome | None, ...]] = worker.outcomes if worker is not None else {}
+        novelties: dict[str, tuple[diff.BaselineNovelty | None, ...]] = (
+            worker.novelty if worker is not None else {}
+        )
         analysed = worker.sentences if worker is not None else {}
         documents = worker.documents if worker is not None else {}
         own_texts = [text == item.entry.text for item, text in zip(changed, texts, strict=True)]
@@ -624,6 +635,7 @@ class Monitor:
                     continue
                 # the worker's outcomes and analysis are of the entry's own text
                 found = outcomes.get(entry.entry_id) if own_text else None
+                novelty = novelties.get(entry.entry_id) if own_text else None
                 result: MatchResult = matcher.match(
                     entry.title,
                     text,
@@ -652,6 +664,7 @@ class Monitor:
                         previous_text=item.previous_text,
                         # computed on the entry's own text: not for an extracted article
                         sentences=analysed.get(entry.entry_id) if own_text else None,
+                        novelty=novelty[index] if novelty is not None else None,
                     )
                 )
             matched.append((story_id, matcher, story_items, unmatched_updates, cutoff_before))

@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.diff import StoryItem, build_baseline, diff_items, find_developments, novel_words
+from monitor.diff import (
+    StoryItem,
+    baseline_novelty,
+    build_baseline,
+    diff_items,
+    find_developments,
+    novel_words,
+)
 from monitor.diff.novelty import item_sentences, score_item
 from monitor.store import DevelopmentRecord, KnownDevelopment
 from tests import diff_texts as T
@@ -202,3 +209,48 @@ def test_an_item_brings_its_sentence_analysis_computed_elsewhere() -> None:
     assert find_developments(BASELINE, [], [plain])  # a development: the comparison means something
     restated = replace(plain, sentences=item_sentences("", T.BASELINE))
     assert find_developments(BASELINE, [], [restated]) == []
+
+
+def test_an_item_diffed_against_the_baseline_ahead_gives_the_same_developments() -> None:
+    """``StoryItem.novelty`` (the parse worker's ``baseline_novelty``) is step 1 of the diff done
+    elsewhere: with it, the same developments and verdicts come out, and a restatement needs no
+    sentence analysis at all. It is trusted (a verdict that contradicts the text shows it) only
+    for a new item at the story's own threshold; an update is diffed against its previous text."""
+    batch = [
+        item(1, T.RESTATEMENT_TITLE, T.RESTATEMENT),
+        item(2, T.CANCELLATION_TITLE, T.CANCELLATION),
+        item(3, T.CANCELLATION_COPY_TITLE, T.CANCELLATION_COPY),
+        item(4, T.SANCTIONS_TITLE, T.SANCTIONS),
+    ]
+
+    def ahead(i: StoryItem) -> StoryItem:
+        sentences = item_sentences(i.title, i.text)
+        novelty = baseline_novelty(BASELINE, sentences)
+        return replace(i, novelty=novelty, sentences=sentences if novelty[1] else None)
+
+    records, diffs = diff_items(BASELINE, [], batch)
+    records_ahead, diffs_ahead = diff_items(BASELINE, [], [ahead(i) for i in batch])
+    assert records_ahead == records and len(records) == 2
+    verdicts = [(d.item_id, d.verdict, d.baseline_score, d.story_score, d.development_key) for d in diffs]
+    assert verdicts == [
+        (d.item_id, d.verdict, d.baseline_score, d.story_score, d.development_key) for d in diffs_ahead
+    ]
+    assert [d.verdict for d in diffs] == ["restatement", "new", "known", "new"]
+    assert ahead(batch[0]).sentences is None  # the restatement's were never needed
+
+    news = batch[1]
+    said_restated = replace(news, novelty=(0.0, ()))
+    assert find_developments(BASELINE, [], [said_restated]) == []  # trusted
+    assert diff_items(BASELINE, [], [said_restated], threshold=0.5)[0]  # another threshold: computed
+    updated = item(
+        1,
+        T.RESTATEMENT_TITLE,
+        T.RESTATEMENT_UPDATED,
+        kind="updated",
+        previous_title=T.RESTATEMENT_TITLE,
+        previous_text=T.RESTATEMENT,
+    )
+    assert find_developments(BASELINE, [], [replace(updated, novelty=(0.0, ()))]) == find_developments(
+        BASELINE, [], [updated]
+    )
+    assert find_developments(BASELINE, [], [updated])

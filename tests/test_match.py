@@ -654,7 +654,6 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
     (``ParsedFeed.screened`` / ``.outcomes``); the writer takes that verdict for the entry's own
     text, and screens again when it diffs an extracted article instead."""
     from monitor.fulltext import FullText
-    from monitor.match.engine import payload_key
     from monitor.parse import Entry, ParsedFeed, content_hash
     from monitor.pipeline import FeedPollReport, Monitor
 
@@ -683,10 +682,9 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
         monitor = Monitor(config)
         try:
             await monitor.open()
-            payload = monitor._parse_screen()
-            assert payload is not None
+            assert monitor._parse_stories() is not None
             # As a worker reports it: matched under the stories' rules, nothing let through.
-            parsed = ParsedFeed(entries, screened=payload_key(payload))
+            parsed = ParsedFeed(entries, screened=monitor.parse_pool.stories_key)
             with monitor.store.poll_transaction("kurier") as tx:
                 changed = tx.upsert_entries(entries)
                 monitor._match_and_diff(tx, changed, FeedPollReport("kurier", "ok"), fulltexts, parsed)
@@ -713,7 +711,6 @@ def test_a_match_split_between_worker_and_writer_equals_a_match_in_one_place() -
     import pickle
 
     from monitor.match import StoryScreen
-    from monitor.match.engine import load_prematch
 
     def stories() -> list[StoryMatcher]:
         return [
@@ -733,7 +730,7 @@ def test_a_match_split_between_worker_and_writer_equals_a_match_in_one_place() -
         ("Budapest-Marathon", "Beim Budapest-Marathon liefen 30.000 Menschen.", t0),
     ]
     whole, split = stories(), stories()
-    prematch, _ = load_prematch(pickle.dumps(StoryScreen(split).prematch()))
+    prematch = pickle.loads(pickle.dumps(StoryScreen(split).prematch()))  # as a worker gets it
     assert prematch.wants_documents  # the similarity story needs the prepared document
     seen, matched = 0, set()
     for title, text, published in items:
@@ -760,14 +757,16 @@ def test_a_match_split_between_worker_and_writer_equals_a_match_in_one_place() -
 
 def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project: Project) -> None:
     """Two stories, one of them comparing by similarity: a feed written with what a parse worker
-    computed (``analyse_candidates`` under the monitor's stories: rule outcomes per story, sentence
-    analysis, documents) is stored exactly as the same feed written without it, where the writer
-    matches and analyses everything itself: the same matches (score, terms, evidence), the same
-    developments and sources."""
+    computed (``story_work.analyse_candidates`` under the monitor's stories: rule outcomes per
+    story, the diff against each baseline, sentence analysis where that found news, documents) is
+    stored exactly as the same feed written without it, where the writer matches and diffs
+    everything itself: the same matches (score, terms, evidence), the same developments and
+    sources."""
+    import pickle
     import sqlite3
 
+    from monitor import story_work
     from monitor.parse import Entry, ParsedFeed, content_hash
-    from monitor.parse_pool import analyse_candidates
     from monitor.pipeline import FeedPollReport, Monitor
 
     t0 = datetime(2025, 10, 16, 9, tzinfo=UTC)
@@ -808,9 +807,18 @@ def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project
         try:
             await monitor.open()
             parsed = ParsedFeed(list(entries))
-            if mode == "worker":
-                analyse_candidates(parsed, monitor._parse_screen())
+            if mode == "worker":  # as a worker gets the stories, and sends the feed back
+                payload = monitor._parse_stories()
+                assert payload is not None
+                key = story_work.payload_key(payload)
+                story_work.analyse_candidates(parsed, pickle.loads(payload), key)
                 assert len(parsed.outcomes) == 4 and set(parsed.documents) == set(parsed.outcomes)
+                assert set(parsed.novelty) == set(parsed.outcomes)
+                # the baseline's own text restates it: no story needs its sentences; Orbán's date
+                # is news against the baseline of the story that has one
+                assert "k-0" not in parsed.sentences and "k-2" in parsed.sentences
+                assert not any(n[1] for n in parsed.novelty["k-0"]) and parsed.novelty["k-2"][1][1]
+                parsed = pickle.loads(pickle.dumps(parsed))
             with monitor.store.poll_transaction("kurier") as tx:
                 changed = tx.upsert_entries(entries)
                 report = FeedPollReport("kurier", "ok")

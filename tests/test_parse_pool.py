@@ -194,7 +194,8 @@ def _mixed_feed(i: int) -> bytes:
             guid=f"feed{i}-item{j}",
             title="Gipfel in Budapest" if j % 4 == 0 else f"Meldung {j}",
             text=(
-                f"Die Außenministerin reist am Montag nach Budapest. Dort trifft sie Orbán ({j})."
+                f"Die Außenministerin reist am Montag nach Budapest und trifft dort Ministerpräsident Orbán "
+                f"zu Gesprächen über Sanktionen ({j})."
                 if j % 4 == 1
                 else f"Der Stadtrat beschließt den Haushalt Nummer {j}. Die Opposition ist dagegen."
             ),
@@ -206,77 +207,152 @@ def _mixed_feed(i: int) -> bytes:
     return rss(entries, title=f"Zeitung {i}").encode("utf-8")
 
 
+def _stories(*configs: dict) -> tuple[list, list, bytes]:
+    """Compiled stories, their baselines and the payload the monitor gives its parse workers."""
+    from monitor.config import StoryConfig
+    from monitor.diff import build_baseline
+    from monitor.match import StoryScreen, compile_story
+    from monitor.story_work import StoryWork
+
+    stories = [StoryConfig.model_validate(c) for c in configs]
+    texts = [c.get("baseline", {}).get("text") for c in configs]
+    matchers = [compile_story(story, text) for story, text in zip(stories, texts, strict=True)]
+    baselines = [build_baseline(story.id, text) for story, text in zip(stories, texts, strict=True)]
+    return matchers, baselines, StoryWork.build(StoryScreen(matchers), baselines).payload()
+
+
+GIPFEL = {
+    "id": "gipfel",
+    "title": "Gipfel",
+    "keywords": ["Budapest"],
+    "baseline": {"text": "Budapest ist die Hauptstadt Ungarns. In Budapest regnet es."},
+}
+ORBAN = {"id": "orban", "title": "Orbán", "keywords": ["Orbán"]}
+
+
 def test_workers_analyse_the_entries_a_story_may_match() -> None:
     """With the stories set, a worker returns, for exactly the entries some story's terms occur in,
-    each story's rule outcome and the diff's sentence analysis, equal to what the writer computes
-    itself (and the prepared document only when a story compares by similarity); the entries are
-    the reference parse's. Without stories, nothing is analysed."""
-    from monitor.config import StoryConfig
+    each story's rule outcome and diff against its baseline, equal to what the writer computes
+    itself, the sentence analysis for the entries with news against a baseline (and the prepared
+    document only when a story compares by similarity); the entries are the reference parse's.
+    Without stories, nothing is analysed."""
+    from monitor.diff import baseline_novelty
     from monitor.diff.novelty import item_sentences
-    from monitor.match import StoryScreen, compile_story, prepare
+    from monitor.match import prepare
+    from monitor.story_work import payload_key
 
-    gipfel = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
-    orban = StoryConfig.model_validate({"id": "orban", "title": "Orbán", "keywords": ["Orbán"]})
-    matchers = [compile_story(gipfel), compile_story(orban)]
-    screen = StoryScreen(matchers)
+    matchers, baselines, payload = _stories(GIPFEL, ORBAN)
     bodies = [_mixed_feed(i) for i in range(8)]
     pool = ParsePool(workers=2)
     try:
         pool.prestart()
-        pool.screen = screen.payload
+        pool.stories = payload
+        assert pool.stories_key == payload_key(payload)
         results = anyio.run(_parse_all, pool, bodies)
         assert pool.parsed_by_workers >= 6  # all but the first of the burst
+        news = restated = 0
         for parsed, reference in zip(results, _reference(bodies), strict=True):
             assert parsed.entries == reference.entries
-            if parsed.sentences:  # parsed in a worker
-                assert parsed.screened == screen.key
+            if parsed.outcomes:  # parsed in a worker
+                assert parsed.screened == pool.stories_key
                 wanted = {e.entry_id for e in parsed.entries if "Budapest" in e.title + e.text}
-                assert set(parsed.sentences) == set(parsed.outcomes) == wanted and len(wanted) == 4
+                assert set(parsed.novelty) == set(parsed.outcomes) == wanted and len(wanted) == 4
                 assert not parsed.documents  # no story needs them
                 for entry in parsed.entries:
-                    if entry.entry_id in wanted:
-                        assert parsed.sentences[entry.entry_id] == item_sentences(entry.title, entry.text)
-                        doc = prepare(entry.title, entry.text)
-                        outcomes = parsed.outcomes[entry.entry_id]
-                        assert outcomes == tuple(m.rule_set.outcome(doc) for m in matchers)
-                        assert outcomes[0] is not None
-                        assert (outcomes[1] is not None) == ("Orbán" in entry.text)
-                        for m, outcome in zip(matchers, outcomes, strict=True):
-                            assert m.match(
-                                entry.title, entry.text, outcome=outcome, remember=False
-                            ) == m.match(entry.title, entry.text, remember=False)
-        assert sum(bool(p.sentences) for p in results) == pool.parsed_by_workers
-        pool.screen = None
-        assert all(not p.sentences for p in anyio.run(_parse_all, pool, bodies))
+                    if entry.entry_id not in wanted:
+                        continue
+                    sentences = item_sentences(entry.title, entry.text)
+                    doc = prepare(entry.title, entry.text)
+                    outcomes = parsed.outcomes[entry.entry_id]
+                    assert outcomes == tuple(m.rule_set.outcome(doc) for m in matchers)
+                    assert outcomes[0] is not None
+                    assert (outcomes[1] is not None) == ("Orbán" in entry.text)
+                    for m, outcome in zip(matchers, outcomes, strict=True):
+                        assert m.match(entry.title, entry.text, outcome=outcome, remember=False) == m.match(
+                            entry.title, entry.text, remember=False
+                        )
+                    novelty = parsed.novelty[entry.entry_id]
+                    assert novelty == tuple(
+                        None if o is None else baseline_novelty(b, sentences)
+                        for o, b in zip(outcomes, baselines, strict=True)
+                    )
+                    if any(n is not None and n[1] for n in novelty):
+                        assert parsed.sentences[entry.entry_id] == sentences
+                        news += 1
+                    else:
+                        assert entry.entry_id not in parsed.sentences
+                        restated += 1
+        assert news and restated  # both kinds were seen
+        assert sum(bool(p.outcomes) for p in results) == pool.parsed_by_workers
+        pool.stories = None
+        assert all(not p.outcomes for p in anyio.run(_parse_all, pool, bodies))
     finally:
         pool.close()
 
 
-def test_the_screen_is_asked_for_once_before_the_first_worker_parse() -> None:
-    """``screen_source`` (the monitor compiles its stories) is called once, before any worker
-    parse, so every worker parse analyses; if it fails, parsing goes on without analysis."""
-    from monitor.config import StoryConfig
-    from monitor.match import StoryScreen, compile_story
-    from monitor.match.engine import payload_key
+def test_each_worker_is_sent_the_stories_until_it_holds_them() -> None:
+    """A parse task names the stories by key; the payload goes along only until every worker has
+    parsed with it, and again after the stories change. A worker that does not hold the stories a
+    task names (one that replaced a worker) says so and gets the task again with them: every
+    worker parse is analysed, whichever worker took it."""
+    _, _, payload = _stories(GIPFEL)
+    bodies = [_mixed_feed(i) for i in range(8)]
+    pool = ParsePool(workers=2)
 
-    story = StoryConfig.model_validate({"id": "gipfel", "title": "Gipfel", "keywords": ["Budapest"]})
+    def parse(batch: list[bytes]) -> int:
+        """Parses in workers, each analysed under the pool's current stories."""
+        before = pool.parsed_by_workers
+        results = anyio.run(_parse_all, pool, batch)
+        in_workers = pool.parsed_by_workers - before
+        assert sum(p.screened == pool.stories_key for p in results) == in_workers
+        assert all(p.outcomes for p in results if p.screened)
+        return in_workers
+
+    try:
+        pool.prestart()
+        pool.stories = payload
+        assert parse(bodies) >= 6
+        sent = pool.stories_sent
+        assert 1 <= sent <= pool.parsed_by_workers and pool.stories_resent == 0
+        assert sum(parse([body, body]) for body in bodies) >= 8  # each worker holds them by now
+        assert pool.stories_sent == sent  # no payload went along any more
+
+        _, _, other = _stories(ORBAN)
+        pool.stories = other  # new stories: sent along again
+        assert parse(bodies) >= 6
+        assert pool.stories_sent > sent and pool.stories_resent == 0
+
+        pool.stories = payload  # the first stories again, which the workers no longer hold...
+        assert pool._current is not None
+        pool._current[2].update({-1, -2})  # ... but as if two workers (gone since) had parsed with them
+        assert parse(bodies) >= 6
+        assert pool.stories_resent >= 1
+    finally:
+        pool.close()
+
+
+def test_the_stories_are_asked_for_once_before_the_first_worker_parse() -> None:
+    """``stories_source`` (the monitor compiles its stories) is called once, before any worker
+    parse, so every worker parse analyses; if it fails, parsing goes on without analysis."""
+    from monitor.story_work import payload_key
+
     calls: list[int] = []
 
     def source():  # type: ignore[no-untyped-def]
         calls.append(1)
-        return StoryScreen([compile_story(story)]).payload
+        return _stories(GIPFEL)[2]
 
     bodies = [_mixed_feed(i) for i in range(8)]
     pool = ParsePool(workers=2)
     try:
         pool.prestart()
-        pool.screen_source = source
+        pool.stories_source = source
         results = anyio.run(_parse_all, pool, bodies)
         assert calls == [1]
         assert pool.parsed_by_workers >= 6
-        assert sum(len(p.sentences) == 4 and len(p.outcomes) == 4 for p in results) == pool.parsed_by_workers
-        assert pool.screen is not None
-        assert all(p.screened == payload_key(pool.screen) for p in results if p.sentences)
+        assert sum(len(p.novelty) == 4 and len(p.outcomes) == 4 for p in results) == pool.parsed_by_workers
+        assert pool.stories is not None
+        assert all(p.screened == payload_key(pool.stories) for p in results if p.outcomes)
     finally:
         pool.close()
 
@@ -286,9 +362,9 @@ def test_the_screen_is_asked_for_once_before_the_first_worker_parse() -> None:
     pool = ParsePool(workers=2)
     try:
         pool.prestart()
-        pool.screen_source = failing
+        pool.stories_source = failing
         results = anyio.run(_parse_all, pool, bodies)
         assert [p.entries for p in results] == [r.entries for r in _reference(bodies)]
-        assert pool.parsed_by_workers >= 6 and not any(p.sentences for p in results)
+        assert pool.parsed_by_workers >= 6 and not any(p.outcomes for p in results)
     finally:
         pool.close()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from monitor.diff.developments import (
     BACKGROUND_GRACE,
+    BaselineNovelty,
     ItemDiff,
     StoryItem,
     background_before,
+    baseline_novelty,
     diff_items,
     find_developments,
     novel_words,
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_NOVELTY_THRESHOLD",
     "SENTENCE_MIN",
     "BaselineModel",
+    "BaselineNovelty",
     "ItemDiff",
     "Reference",
     "Sentence",
@@ -37,6 +40,7 @@ __all__ = [
     "StoryItem",
     "analyse",
     "background_before",
+    "baseline_novelty",
     "build_baseline",
     "diff_items",
     "find_developments",

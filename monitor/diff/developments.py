@@ -50,6 +50,11 @@ def background_before(story_start: datetime | None) -> datetime | None:
     return None if story_start is None else story_start - BACKGROUND_GRACE
 
 
+# An item diffed against a story's baseline (``baseline_novelty``): its score and its novel
+# sentences, none kept for a restatement (the diff reads them only for an item with news).
+BaselineNovelty = tuple[float, tuple[SentenceNovelty, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class StoryItem:
     """A matched item as the diff stage sees it."""
@@ -65,6 +70,20 @@ class StoryItem:
     previous_text: str | None = None
     # ``item_sentences(title, text)`` when already computed (by the parse worker), else None.
     sentences: tuple[tuple[Sentence, bool], ...] | None = None
+    # ``baseline_novelty`` against this story's baseline when already computed (by the parse
+    # worker), else None. With it, a restatement needs no ``sentences``.
+    novelty: BaselineNovelty | None = None
+
+
+def baseline_novelty(baseline: BaselineModel, sentences: Sequence[tuple[Sentence, bool]]) -> BaselineNovelty:
+    """Step 1 of the diff for a new item (``item_sentences`` of its title and text): its score
+    against the baseline and its novel sentences; () when it restates the baseline (a score below
+    the story's threshold, or no novel sentence). Depends on the item and the baseline alone: the
+    parse workers compute it (``monitor.story_work``)."""
+    score, novel = score_item(sentences, baseline.reference, baseline.key_terms)
+    if score < baseline.novelty_threshold or not novel:
+        return score, ()
+    return score, tuple(novel)
 
 
 @dataclass(slots=True)
@@ -154,11 +173,17 @@ def _title(item: StoryItem, novel: Sequence[SentenceNovelty]) -> str:
     return text
 
 
+def _against_previous(item: StoryItem) -> bool:
+    """An updated item is diffed against its previous version (see ``_sentences_for``)."""
+    return item.kind == "updated" and item.previous_text is not None
+
+
 def _sentences_for(item: StoryItem) -> tuple[Sequence[tuple[Sentence, bool]], list[Sentence]]:
     """(sentences to diff, extra reference). An updated item is diffed against its previous
     version: its headline is left out (a corrected headline is not news) and the previous text
     joins the reference, so only what the update added can be novel."""
-    if item.kind == "updated" and item.previous_text is not None:
+    if _against_previous(item):
+        assert item.previous_text is not None
         previous = [analyse(s) for s in split_sentences(f"{item.previous_title or ''}\n{item.previous_text}")]
         before = {fold(s.text) for s in previous}
         # What an update adds is its whole news: weigh it like a headline.
@@ -194,18 +219,29 @@ def diff_items(
         if cutoff is not None and item.published < cutoff:
             diffs.append(ItemDiff(item.item_id, 0.0, 0.0, [], [], "background", None))
             continue
-        sentences, previous = _sentences_for(item)
-        base_ref = baseline.reference
+        ahead = item.novelty
+        if ahead is not None and threshold == baseline.novelty_threshold and not _against_previous(item):
+            # Step 1 done by the parse worker (``baseline_novelty``): the same score, the same novel
+            # sentences, and a restatement's sentences not even analysed here.
+            base_score, novel = ahead[0], list(ahead[1])
+            if not novel:
+                diffs.append(ItemDiff(item.item_id, base_score, 0.0, [], [], "restatement", None))
+                continue
+            sentences, previous = _sentences_for(item)
+        else:
+            sentences, previous = _sentences_for(item)
+            base_ref = baseline.reference
+            if previous:
+                base_ref = base_ref.copy()
+                base_ref.extend(previous)
+            base_score, novel = score_item(sentences, base_ref, baseline.key_terms)
+            if base_score < threshold or not novel:
+                diffs.append(ItemDiff(item.item_id, base_score, 0.0, novel, [], "restatement", None))
+                continue
         story_ref = story
         if previous:
-            base_ref = base_ref.copy()
-            base_ref.extend(previous)
             story_ref = story.copy()
             story_ref.extend(previous)
-        base_score, novel = score_item(sentences, base_ref, baseline.key_terms)
-        if base_score < threshold or not novel:
-            diffs.append(ItemDiff(item.item_id, base_score, 0.0, novel, [], "restatement", None))
-            continue
         story_score, residual = score_item(sentences, story_ref, baseline.key_terms)
         vocab = _fact_vocab(novel)
         best, affinity = _closest(vocab, devs)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from monitor.diff.model import Reference, Sentence, analyse, cue_family, split_sentences
 from monitor.text import fold
@@ -51,6 +52,23 @@ class SentenceNovelty:
     new_cues: tuple[str, ...]
     is_title: bool = False
     position: int = 0  # index among the body sentences (0 = lead)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled by the parse workers (monitor.story_work), like ``Sentence``: the constructor's
+        # arguments unpickle faster than the default state protocol of a slotted dataclass.
+        return (
+            SentenceNovelty,
+            (
+                self.sentence,
+                self.score,
+                self.new_terms,
+                self.new_names,
+                self.new_numbers,
+                self.new_cues,
+                self.is_title,
+                self.position,
+            ),
+        )
 
     @property
     def weight(self) -> float:

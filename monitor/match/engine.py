@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
-import pickle
 import re
 from bisect import bisect_right
 from collections import Counter, deque
@@ -306,21 +303,6 @@ class StoryScreen:
             any(m.similarity is not None for m in self.stories),
         )
 
-    @functools.cached_property
-    def payload(self) -> bytes:
-        """``prematch()`` pickled once: sent with every parse to a worker (which unpickles it once
-        per payload, see ``load_prematch``) instead of pickling the compiled terms every time."""
-        return pickle.dumps(self.prematch(), protocol=pickle.HIGHEST_PROTOCOL)
-
-    @functools.cached_property
-    def key(self) -> str:
-        """Names ``payload`` in what the workers return (``ParsedFeed.screened``)."""
-        return payload_key(self.payload)
-
-
-def payload_key(payload: bytes) -> str:
-    return hashlib.blake2b(payload, digest_size=16).hexdigest()
-
 
 @dataclass(frozen=True, slots=True)
 class Prematch:
@@ -351,19 +333,6 @@ class Prematch:
         if doc is None or not any(found):
             return None
         return doc, tuple(found)
-
-
-def load_prematch(payload: bytes) -> tuple[Prematch, str]:
-    """``StoryScreen.payload`` unpickled (the last one kept: a worker sees the same one for every
-    parse until the stories change) and its key."""
-    global _last_prematch
-    last = _last_prematch
-    if last is None or last[0] != payload:
-        last = _last_prematch = (payload, pickle.loads(payload), payload_key(payload))
-    return last[1], last[2]
-
-
-_last_prematch: tuple[bytes, Prematch, str] | None = None
 
 
 def screen_could_hit(pattern: re.Pattern[str] | None, title: str, text: str) -> bool:
