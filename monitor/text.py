@@ -103,6 +103,13 @@ def lemma(word: str) -> str:
 
 def sentences(text: str) -> list[str]:
     """Split German news text into sentences (abbreviation-aware, keeps quotes with their sentence)."""
+    return list(_sentences(text))
+
+
+# Small on purpose, like ``fold``'s: matching (``match.prepare``) and the diff
+# (``diff.model.split_sentences``) split the same item text one after the other.
+@lru_cache(maxsize=64)
+def _sentences(text: str) -> tuple[str, ...]:
     out: list[str] = []
     for para in text.split("\n"):
         para = para.strip()
@@ -119,7 +126,7 @@ def sentences(text: str) -> list[str]:
         tail = para[start:].strip()
         if tail:
             out.append(tail)
-    return out
+    return tuple(out)
 
 
 def _ends_with_abbreviation(candidate: str) -> bool:
