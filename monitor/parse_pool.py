@@ -25,8 +25,10 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from datetime import datetime
 from pickle import PicklingError
+from typing import Any
 
 import anyio
 
@@ -113,6 +115,39 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _submit(loop: asyncio.AbstractEventLoop, executor: Executor, *args: Any) -> asyncio.Future[Any] | None:
+    """``run_in_executor``; None when the executor was shut down meanwhile (another parse found
+    the pool broken, or it is closing): the caller parses here. A broken pool raises."""
+    try:
+        return loop.run_in_executor(executor, *args)
+    except BrokenProcessPool:
+        raise
+    except RuntimeError:  # "cannot schedule new futures after shutdown"
+        return None
+
+
+@dataclass(slots=True, eq=False)
+class _Stories:
+    """The stories the workers are sent (``story_work.StoryWork.payload``), their key, and which
+    workers (pids) have parsed with them or are known to lack them."""
+
+    payload: bytes
+    key: str
+    holders: set[int] = field(default_factory=set)
+    lacking: set[int] = field(default_factory=set)
+
+    def carry(self) -> bytes | None:
+        """The payload, to go with a task until some worker has parsed with it and while a worker
+        is known to lack it; else None (the task names the stories by key alone, and a worker that
+        does not hold them asks: ``StoriesUnknown``). Not with every task: ~42 KB for the shipped
+        story, ~500 tasks on a first poll."""
+        return self.payload if not self.holders or self.lacking else None
+
+    def held_by(self, pid: int) -> None:
+        self.holders.add(pid)
+        self.lacking.discard(pid)
+
+
 class ParsePool:
     """Parses off the event loop; in a process pool when it pays. ``workers=0`` means threads only."""
 
@@ -130,14 +165,10 @@ class ParsePool:
         self.parsed_in_pool = 0  # by feedparser in a worker process
         self.parsed_in_thread = 0  # by feedparser in a thread
         self.parsed_by_workers = 0  # by either parser in a worker process
-        # What the workers do for the stories (``story_work.StoryWork.payload``), set by the monitor
-        # once its stories are compiled: a worker then also matches and diffs against the
-        # baselines (story_work.analyse_candidates). A task names the stories by key and carries
-        # the payload only until every worker has parsed with it, not with every task (~34 KB for
-        # the shipped story, ~500 tasks on a first poll). (payload, key, pids of the workers known
-        # to hold it), replaced as a whole: the monitor sets it from its writer thread while the
-        # event loop sends tasks.
-        self._current: tuple[bytes, str, set[int]] | None = None
+        # What the workers do for the stories, set by the monitor once its stories are compiled
+        # (from its writer thread, while the event loop sends tasks: replaced as a whole): a
+        # worker then also matches and diffs against the baselines (analyse_candidates).
+        self._current: _Stories | None = None
         self.stories_sent = 0  # tasks that carried the payload
         self.stories_resent = 0  # tasks sent again with it, to a worker that did not hold it
         # Where the stories come from before they are otherwise compiled (a blocking call, run once
@@ -151,18 +182,18 @@ class ParsePool:
     def stories(self) -> bytes | None:
         """The stories' payload for the workers (``story_work.StoryWork.payload``), or None."""
         current = self._current
-        return None if current is None else current[0]
+        return None if current is None else current.payload
 
     @stories.setter
     def stories(self, payload: bytes | None) -> None:
         if payload != self.stories:
-            self._current = None if payload is None else (payload, story_work.payload_key(payload), set())
+            self._current = None if payload is None else _Stories(payload, story_work.payload_key(payload))
 
     @property
     def stories_key(self) -> str | None:
         """Names the stories (``story_work.payload_key``) in the tasks and in what workers return."""
         current = self._current
-        return None if current is None else current[1]
+        return None if current is None else current.key
 
     def _pool(self) -> Executor | None:
         if self._broken:
@@ -243,28 +274,33 @@ class ParsePool:
         if executor is None:
             return None
         await self._await_stories()
-        current = self._current
+        stories = self._current
         key = payload = None
-        if current is not None:
-            key = current[1]
-            if len(current[2]) < self.workers:
-                payload = current[0]
-                self.stories_sent += 1
+        if stories is not None:
+            key, payload = stories.key, stories.carry()
+            self.stories_sent += payload is not None
+        loop = asyncio.get_running_loop()
         try:
-            loop = asyncio.get_running_loop()
+            future = _submit(loop, executor, fn, body, url, fetched_at, content_type, key, payload)
+            if future is None:
+                return None
             try:
-                parsed, fast, pid = await loop.run_in_executor(
-                    executor, fn, body, url, fetched_at, content_type, key, payload
-                )
-            except StoriesUnknown:  # a worker that does not hold them (a new one): again, with them
-                assert current is not None
+                parsed, fast, pid = await future
+            except StoriesUnknown as unknown:
+                # A worker that does not hold them (started after they were sent, or sent the key
+                # of stories that changed since): again, with the stories as they are now.
                 self.stories_resent += 1
-                current[2].clear()  # and with the next tasks, until every worker has them
-                parsed, fast, pid = await loop.run_in_executor(
-                    executor, fn, body, url, fetched_at, content_type, key, current[0]
-                )
-            if current is not None:
-                current[2].add(pid)
+                stories = self._current
+                key = payload = None
+                if stories is not None:
+                    stories.lacking.add(unknown.pid)
+                    key, payload = stories.key, stories.payload
+                future = _submit(loop, executor, fn, body, url, fetched_at, content_type, key, payload)
+                if future is None:
+                    return None
+                parsed, fast, pid = await future
+            if stories is not None:
+                stories.held_by(pid)
         except (BrokenProcessPool, PicklingError, OSError) as exc:
             if not self._broken:  # once, not once per parse that was waiting in the pool
                 log.warning(
@@ -291,7 +327,8 @@ class ParsePool:
         self._stories_asked = anyio.Event()
         try:
             payload = await anyio.to_thread.run_sync(self.stories_source)
-            if payload is not None:
+            # The source may have set them itself, or the monitor newer ones since: those stand.
+            if payload is not None and self._current is None:
                 self.stories = payload
         except Exception:  # the stories do not compile: the writer reports it; parse without
             log.debug("no stories for the parse workers", exc_info=True)

@@ -16,9 +16,9 @@ pickled results 19.4 -> 15.1 MB). On 2 cores that first poll's wall time stays t
 is busy either way); the main process has that much more room for fetching and writing.
 
 ``StoryWork`` is what a worker needs, pickled once per set of stories (``payload``) and sent along
-with the parse tasks until every worker holds it; then a task names it by key alone (``ParsePool``).
-A worker that does not hold the key named says so (``StoriesUnknown``) and gets the task again with
-the payload.
+with the parse tasks until a worker has parsed with it; then a task names it by key alone, and a
+worker that does not hold the key named says so (``StoriesUnknown``) and gets the task again with the
+payload (``ParsePool``).
 """
 
 from __future__ import annotations

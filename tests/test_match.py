@@ -652,7 +652,8 @@ def test_word_positions_are_those_of_whole_words_only() -> None:
 def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project: Project) -> None:
     """A feed parsed in a worker says which entries some story's terms occur in
     (``ParsedFeed.screened`` / ``.outcomes``); the writer takes that verdict for the entry's own
-    text, and screens again when it diffs an extracted article instead."""
+    text under its own stories, and screens again when it diffs an extracted article instead, or
+    when the worker's results were made under other stories (``screened`` names them)."""
     from monitor.fulltext import FullText
     from monitor.parse import Entry, ParsedFeed, content_hash
     from monitor.pipeline import FeedPollReport, Monitor
@@ -678,13 +679,15 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
             content_hash(title, text),
         )
 
-    async def poll(entries: list[Entry], fulltexts: dict[str, FullText]) -> list[str]:
+    async def poll(
+        entries: list[Entry], fulltexts: dict[str, FullText], screened: str | None = None
+    ) -> list[str]:
         monitor = Monitor(config)
         try:
             await monitor.open()
             assert monitor._parse_stories() is not None
             # As a worker reports it: matched under the stories' rules, nothing let through.
-            parsed = ParsedFeed(entries, screened=monitor.parse_pool.stories_key)
+            parsed = ParsedFeed(entries, screened=screened or monitor.parse_pool.stories_key)
             with monitor.store.poll_transaction("kurier") as tx:
                 changed = tx.upsert_entries(entries)
                 monitor._match_and_diff(tx, changed, FeedPollReport("kurier", "ok"), fulltexts, parsed)
@@ -701,6 +704,9 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
     assert anyio.run(poll, [entry("k-2", "Die Staatschefs treffen sich in Budapest.")], {}) == [
         "Treffen geplant"
     ]  # still only k-1
+    # The same verdict made under other stories (before they changed) is not taken: k-3 matches.
+    in_budapest = entry("k-3", "Die Staatschefs treffen sich in Budapest.")
+    assert anyio.run(poll, [in_budapest], {}, "other-stories") == ["Treffen geplant", "Treffen geplant"]
 
 
 def test_a_match_split_between_worker_and_writer_equals_a_match_in_one_place() -> None:
@@ -761,11 +767,12 @@ def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project
     story, the diff against each baseline, sentence analysis where that found news, documents) is
     stored exactly as the same feed written without it, where the writer matches and diffs
     everything itself: the same matches (score, terms, evidence), the same developments and
-    sources."""
+    sources; also where the text diffed is an extracted article, not the entry's own text."""
     import pickle
     import sqlite3
 
     from monitor import story_work
+    from monitor.fulltext import FullText
     from monitor.parse import Entry, ParsedFeed, content_hash
     from monitor.pipeline import FeedPollReport, Monitor
 
@@ -791,8 +798,8 @@ def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project
         for i, (title, text) in enumerate(texts)
     ]  # fmt: skip
 
-    async def write(mode: str) -> Path:
-        db = project.dir / f"{mode}.sqlite3"
+    async def write(mode: str, fulltexts: dict[str, FullText]) -> Path:
+        db = project.dir / f"{mode}-{len(fulltexts)}.sqlite3"
         project.write(
             {
                 "database": f"sqlite:///{db}",
@@ -822,7 +829,7 @@ def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project
             with monitor.store.poll_transaction("kurier") as tx:
                 changed = tx.upsert_entries(entries)
                 report = FeedPollReport("kurier", "ok")
-                monitor._match_and_diff(tx, changed, report, {}, parsed if mode == "worker" else None)
+                monitor._match_and_diff(tx, changed, report, fulltexts, parsed if mode == "worker" else None)
         finally:
             await monitor.close()
         return db
@@ -842,11 +849,18 @@ def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project
             ).fetchall()
         return matches, developments, sources
 
-    with_workers = stored(anyio.run(write, "worker"))
-    without = stored(anyio.run(write, "writer"))
+    with_workers = stored(anyio.run(write, "worker", {}))
+    without = stored(anyio.run(write, "writer", {}))
     assert with_workers == without
     matches, developments, sources = with_workers
     matched = {(story, entry) for story, entry, *_ in matches}
     assert ("treffen", "k-1") in matched  # by similarity to the story so far alone
     assert {"gipfel", "treffen"} == {story for story, _ in matched}
     assert ("gipfel", "k-3") not in matched and developments and sources
+
+    # The first entry restates the baseline; the article behind it brings Orbán's date: the writer
+    # diffs the article, not the worker's verdict on the entry's own text.
+    article = {"k-0": FullText(texts[2][1], "ok")}
+    with_workers = stored(anyio.run(write, "worker", article))
+    assert with_workers == stored(anyio.run(write, "writer", article))
+    assert "k-0" in {entry for _, entry, _ in with_workers[2]}  # now a source of a development

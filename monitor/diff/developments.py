@@ -81,9 +81,15 @@ def baseline_novelty(baseline: BaselineModel, sentences: Sequence[tuple[Sentence
     the story's threshold, or no novel sentence). Depends on the item and the baseline alone: the
     parse workers compute it (``monitor.story_work``)."""
     score, novel = score_item(sentences, baseline.reference, baseline.key_terms)
-    if score < baseline.novelty_threshold or not novel:
+    if _restates(score, novel, baseline.novelty_threshold):
         return score, ()
     return score, tuple(novel)
+
+
+def _restates(score: float, novel: Sequence[SentenceNovelty], threshold: float) -> bool:
+    """Step 1's verdict: the item states nothing the baseline does not (a score below the story's
+    threshold, or no novel sentence)."""
+    return score < threshold or not novel
 
 
 @dataclass(slots=True)
@@ -107,7 +113,7 @@ class ItemDiff:
     item_id: int
     baseline_score: float
     story_score: float
-    novel: list[SentenceNovelty]  # against the baseline
+    novel: list[SentenceNovelty]  # against the baseline (none for a restatement diffed ahead)
     residual: list[SentenceNovelty]  # against the story so far
     verdict: str  # background | restatement | new | known
     development_key: str | None
@@ -235,7 +241,7 @@ def diff_items(
                 base_ref = base_ref.copy()
                 base_ref.extend(previous)
             base_score, novel = score_item(sentences, base_ref, baseline.key_terms)
-            if base_score < threshold or not novel:
+            if _restates(base_score, novel, threshold):
                 diffs.append(ItemDiff(item.item_id, base_score, 0.0, novel, [], "restatement", None))
                 continue
         story_ref = story
