@@ -136,8 +136,9 @@ def test_corrected_headline_is_not_a_development() -> None:
     assert find_developments(BASELINE, [], [updated]) == []
 
 
-def test_update_with_a_new_paragraph_is_a_development_of_that_paragraph() -> None:
-    updated = item(
+def update_with_a_new_paragraph() -> StoryItem:
+    """The restatement again, updated with one new paragraph (the news)."""
+    return item(
         1,
         T.RESTATEMENT_TITLE,
         T.RESTATEMENT_UPDATED,
@@ -145,7 +146,10 @@ def test_update_with_a_new_paragraph_is_a_development_of_that_paragraph() -> Non
         previous_title=T.RESTATEMENT_TITLE,
         previous_text=T.RESTATEMENT,
     )
-    records = find_developments(BASELINE, [], [updated])
+
+
+def test_update_with_a_new_paragraph_is_a_development_of_that_paragraph() -> None:
+    records = find_developments(BASELINE, [], [update_with_a_new_paragraph()])
     assert len(records) == 1
     assert records[0].novel == [T.RESTATEMENT_UPDATED.strip().splitlines()[-1]]
     assert "verschoben" in records[0].title
@@ -242,14 +246,7 @@ def test_an_item_diffed_against_the_baseline_ahead_gives_the_same_developments()
     said_restated = replace(news, novelty=(0.0, ()))
     assert find_developments(BASELINE, [], [said_restated]) == []  # trusted
     assert diff_items(BASELINE, [], [said_restated], threshold=0.5)[0]  # another threshold: computed
-    updated = item(
-        1,
-        T.RESTATEMENT_TITLE,
-        T.RESTATEMENT_UPDATED,
-        kind="updated",
-        previous_title=T.RESTATEMENT_TITLE,
-        previous_text=T.RESTATEMENT,
-    )
+    updated = update_with_a_new_paragraph()
     assert find_developments(BASELINE, [], [replace(updated, novelty=(0.0, ()))]) == find_developments(
         BASELINE, [], [updated]
     )
