@@ -73,11 +73,11 @@ def _parse_in_worker(
     ``stories``: the payload named ``stories_key``, sent along until this worker holds it (see
     ``ParsePool``)."""
     work = _story_work(stories_key, stories)  # first: a worker without them parses nothing yet
-    fast = _parse_fast(body, url, fetched_at, content_type)
-    if fast is not None:
-        return _analysed(fast, work, stories_key), True, os.getpid()
-    parsed = _parse_reference(body, url, fetched_at, content_type)
-    return _analysed(parsed, work, stories_key), False, os.getpid()
+    parsed = _parse_fast(body, url, fetched_at, content_type)
+    fast = parsed is not None
+    if parsed is None:
+        parsed = _parse_reference(body, url, fetched_at, content_type)
+    return _analysed(parsed, work, stories_key), fast, os.getpid()
 
 
 def _parse_reference_in_worker(

@@ -604,17 +604,17 @@ class Monitor:
         # against their baselines: its outcomes stand (an entry without any is no candidate) unless
         # the text diffed is an extracted article. Only what depends on the story state is left.
         worker = parsed if parsed is not None and parsed.screened == key else None
-        prematched = worker is not None
-        outcomes: dict[str, tuple[RuleOutcome | None, ...]] = worker.outcomes if worker is not None else {}
-        novelties: dict[str, tuple[diff.BaselineNovelty | None, ...]] = (
-            worker.novelty if worker is not None else {}
-        )
-        analysed = worker.sentences if worker is not None else {}
-        documents = worker.documents if worker is not None else {}
+        outcomes: dict[str, tuple[RuleOutcome | None, ...]] = {}
+        novelties: dict[str, tuple[diff.BaselineNovelty | None, ...]] = {}
+        analysed: dict[str, Any] = {}
+        documents: dict[str, Any] = {}
+        if worker is not None:
+            outcomes, novelties = worker.outcomes, worker.novelty
+            analysed, documents = worker.sentences, worker.documents
         own_texts = [text == item.entry.text for item, text in zip(changed, texts, strict=True)]
         candidates = [
             item.entry.entry_id in outcomes
-            if prematched and own
+            if worker is not None and own
             else screen.could_hit(item.entry.title, text)
             for item, text, own in zip(changed, texts, own_texts, strict=True)
         ]
