@@ -101,7 +101,9 @@ def _load() -> dict[str, Any]:
             from simplemma.strategies.dictionary_lookup import DictionaryLookupStrategy
 
             strategy = DefaultStrategy(dictionary_factory=factory)
-            _state["lemmatizer"] = Lemmatizer(lemmatization_strategy=strategy)
+            # simplemma's own cache of results (65,536 by default) sits under monitor.text.lemma's
+            # and the diff's per-word caches: a small one is enough.
+            _state["lemmatizer"] = Lemmatizer(lemmatization_strategy=strategy, cache_max_size=4096)
             _state["lookup"] = DictionaryLookupStrategy(factory)
         else:
             _state["lemmatizer"] = _state["lookup"] = None
