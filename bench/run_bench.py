@@ -544,19 +544,28 @@ def five_story_targets(res: dict) -> list[str]:
     stories keeps these numbers within 20 %" under which the targets, not the one-story times,
     are what must hold (the report gives the other reading, 5 stories against 1, above)."""
     five = (res.get("stories") or [None])[0]
-    peers = [r for r in res.get("peers", []) if r["peer"] != "monitor"]
+    # The peers' wall times per phase, side by side (median of the repetitions) and interleaved
+    # (median of the rounds): the fastest of all of them is the one to beat.
+    peer_times: dict[str, list[tuple[str, float]]] = {p: [] for p in ("cold", "warm", "incr")}
+    for r in res.get("peers", []):
+        if r["peer"] != "monitor":
+            for p in peer_times:
+                if r[p]["wall_s"]:
+                    peer_times[p].append((f"{r['peer']}, side by side", r[p]["wall_s"]))
+    for name, t in ((res.get("interleaved") or {}).get("tools") or {}).items():
+        if name != "monitor":
+            for p in peer_times:
+                if t[p]["wall_s"]:
+                    peer_times[p].append((f"{name}, interleaved", t[p]["wall_s"]))
     rows: list[str] = []
-    if five and peers:
-        for phase, target in (("cold", 0.5), ("warm", 0.5), ("incr", 0.5)):
-            best = min(
-                (r for r in peers if r[phase]["wall_s"]), key=lambda r: r[phase]["wall_s"], default=None
-            )
-            if best is None or not five[phase]["wall_s"]:
+    if five:
+        for phase in ("cold", "warm", "incr"):
+            if not peer_times[phase] or not five[phase]["wall_s"]:
                 continue
-            got = five[phase]["wall_s"] / best[phase]["wall_s"]
+            name, best = min(peer_times[phase], key=lambda x: x[1])
+            got = five[phase]["wall_s"] / best
             rows.append(
-                f"| N=500, {phase}: of the fastest peer ({best['peer']} {fmt(best[phase]['wall_s'])} s) "
-                f"| ≤ {target:.2f} | ≤ {target * 1.2:.2f} | {got:.2f} |"
+                f"| N=500, {phase}: of the fastest peer ({name}, {fmt(best)} s) | ≤ 0.50 | ≤ 0.60 | {got:.2f} |"
             )
     lat = (res.get("latency-stories") or [None])[0]
     if lat and lat["warm"]["wall_s"]:
