@@ -50,8 +50,10 @@ _ABBREV_END = re.compile(
 
 
 # Small on purpose: the hits are the same texts folded again by the next story or stage within one
-# feed's poll; a large cache of whole article texts was tens of MB that the daemon never gave back.
-@lru_cache(maxsize=4096)
+# feed's poll (the writer matches story after story over a feed's items: 1,024 entries are a title
+# and a text each for 512 items); a large cache of whole article texts was tens of MB that the
+# daemon never gave back.
+@lru_cache(maxsize=1024)
 def fold(text: str) -> str:
     """Case-fold and spell out umlauts/ß so 'Selenskyj', 'SELENSKYJ' and 'Gipfel' compare plainly.
 
@@ -95,10 +97,10 @@ def words(text: str) -> list[str]:
 
 # Caches hold a daemon's memory for as long as it runs, and the vocabulary of news never stops
 # growing (names, compounds, typos): every cache of the match and diff stages has a cap that keeps
-# what it can hold small. Per-word caches (a word's lemma, its facts for the diff, its compound
-# parts, ...): TOKEN_CACHE entries each; measured with 139,000 distinct German-like words, the six
-# of them hold ~830 bytes per word together, so ~27 MB when full. News vocabulary is Zipf-shaped:
-# the words that recur (the ones a cache pays for) are far fewer than that.
+# what it can hold small (tests/test_cache_bounds.py measures them full). Per-word caches (a
+# word's lemma, its facts for the diff, its compound parts, ...): TOKEN_CACHE entries each; the
+# seven of them hold ~1.2 KB per word together, ~38 MB when all are full. News vocabulary is
+# Zipf-shaped: the words that recur (the ones a cache pays for) are far fewer than that.
 TOKEN_CACHE = 32_768
 
 

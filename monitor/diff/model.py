@@ -527,17 +527,24 @@ def _token_facts(
     return (_NO_FACTS, found, found if is_noun else _NO_FACTS, tuple(names))
 
 
-# Analysed sentences (~2 KB each with their sets; ~18 MB when full). What repeats comes close
-# together (the same wire copy in several feeds of one poll, a development's sentences diffed again
-# and again); measured on a first poll of 2,000 feeds with five stories: hit rate 32 % with this
-# cap, 41 % with 100,000 (~150 MB).
-SENTENCE_CACHE = 8_192
+# Analysed sentences: ~2.5-3.5 KB each with their sets at news lengths (10-20 words), ~12 MB when
+# full. What repeats comes close together (the same wire copy in several feeds of one poll, a
+# development's sentences diffed again and again); measured on a first poll of 2,000 feeds with five
+# stories: hit rate 31 % with this cap, 32 % with 8,192, 41 % with 100,000 (~150 MB). A "sentence"
+# longer than CACHED_SENTENCE_MAX characters (a text without punctuation, a table) is analysed
+# without the cache: what the cache holds stays bounded in bytes, not only in entries.
+SENTENCE_CACHE = 4_096
+CACHED_SENTENCE_MAX = 600
 
 
-@lru_cache(maxsize=SENTENCE_CACHE)
 def analyse(text: str) -> Sentence:
     """Analyse one sentence (cached: wire copies repeat sentences verbatim)."""
+    if len(text) > CACHED_SENTENCE_MAX:
+        return _analyse(text)
+    return _analyse_cached(text)
 
+
+def _analyse(text: str) -> Sentence:
     text = _nfc(text.strip())
     folded = fold(text)
     terms: set[str] = set()
@@ -576,6 +583,9 @@ def analyse(text: str) -> Sentence:
     )
 
 
+_analyse_cached = lru_cache(maxsize=SENTENCE_CACHE)(_analyse)
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of a text, without bylines, photo credits and one-word lines."""
     out = []
@@ -587,8 +597,8 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-# Entries of each of a Reference's two look-up caches (emptied when full): ~1.5 MB per story when
-# both are full. A baseline's reference lives as long as the daemon, in the writer and in every
+# Entries of each of a Reference's two look-up caches (emptied when full): ~1.5-2.5 MB per story
+# when both are full. A baseline's reference lives as long as the daemon, in the writer and in every
 # parse worker.
 _NAMED_MAX = 8_192
 
