@@ -310,7 +310,8 @@ def children_rss_mb(pid: int) -> float:
 
 
 def daemon_memory(args: argparse.Namespace, stories: int = 1, advance: float = 0.0) -> dict:
-    """`monitor run` against N feeds with a 5 s interval; RSS after every completed poll round.
+    """`monitor run` against N feeds with a 5 s interval; RSS after every poll round, sampled when
+    the server has answered the round's N-th request (the round's last writes may still run).
     ``stories``: how many of the bench's stories the monitor follows; ``advance``: the fraction of
     the feeds that gain 3 new items after every round (0: every poll after the first is all 304s;
     with new items every round, matching, diffing and storing run all the time)."""
@@ -542,7 +543,9 @@ def report(res: dict) -> str:
 def five_story_targets(res: dict) -> list[str]:
     """Every target of the issue, measured with the 5 stories: the reading of "the pipeline with 5
     stories keeps these numbers within 20 %" under which the targets, not the one-story times,
-    are what must hold (the report gives the other reading, 5 stories against 1, above)."""
+    are what must hold (the report gives the other reading, 5 stories against 1, above). It reads
+    whatever ``results.json`` holds: scenarios run with separate ``--only`` calls are merged there,
+    so run them on one machine, one after the other (the report's header names the last run)."""
     five = (res.get("stories") or [None])[0]
     # The peers' wall times per phase, side by side (median of the repetitions) and interleaved
     # (median of the rounds): the fastest of all of them is the one to beat.
