@@ -21,57 +21,15 @@ from monitor.diff.novelty import score_item
 # What the caches may hold when full: README "Performance" (memory of a long-running daemon).
 BUDGET_MB = 72
 
+# fmt: off
 _SYLLABLES = [
-    *[
-        "kraft",
-        "werk",
-        "um",
-        "bau",
-        "plan",
-        "staats",
-        "sekre",
-        "taer",
-        "haus",
-        "halt",
-        "grenz",
-        "schutz",
-        "ver",
-        "tei",
-        "digung",
-        "minis",
-    ],
-    *[
-        "terium",
-        "bund",
-        "land",
-        "tags",
-        "wahl",
-        "kampf",
-        "gipfel",
-        "treffen",
-        "rakete",
-        "liefer",
-        "ung",
-        "stopp",
-        "zoll",
-        "streit",
-    ],
-    *[
-        "energie",
-        "preis",
-        "bremse",
-        "schulden",
-        "netz",
-        "ausbau",
-        "rente",
-        "steuer",
-        "wende",
-        "frist",
-        "kosten",
-        "gesetz",
-    ],
-    *["vorlage", "kammer", "rat", "amt"],
+    "kraft", "werk", "um", "bau", "plan", "staats", "sekre", "taer", "haus", "halt", "grenz",
+    "schutz", "ver", "tei", "digung", "minis", "terium", "bund", "land", "tags", "wahl", "kampf",
+    "gipfel", "treffen", "rakete", "liefer", "ung", "stopp", "zoll", "streit", "energie", "preis",
+    "bremse", "schulden", "netz", "ausbau", "rente", "steuer", "wende", "frist", "kosten", "gesetz",
+    "vorlage", "kammer", "rat", "amt",
 ]
+# fmt: on
 
 # The caches a word fills: each holds up to text.TOKEN_CACHE entries.
 _WORD_CACHES = [
