@@ -34,6 +34,8 @@ NAME_WEIGHT = 1.5
 NOUN_WEIGHT = 1.0
 OTHER_WEIGHT = 0.4
 CUE_BONUS = 0.6
+# The weights in tenths, for the integer sums in ``score_sentence``.
+_NAME_TENTHS, _NOUN_TENTHS, _OTHER_TENTHS = (round(w * 10) for w in (NAME_WEIGHT, NOUN_WEIGHT, OTHER_WEIGHT))
 TOP_WEIGHTS = (1.0, 0.6, 0.3)
 # Inverted pyramid: news leads with what is new. A restatement often adds colour deep in the body.
 TITLE_WEIGHT = 1.6
@@ -111,23 +113,29 @@ def score_sentence(
     terms = sentence.terms
     if not terms:
         return SentenceNovelty(sentence, 0.0, (), (), (), (), is_title, position)
-    total = new = 0.0
+    # Summed in integers (tenths of a weight, halves of coverage): ``terms`` is a set, whose order
+    # differs between processes (string hashing), and a float sum would differ in its last bits
+    # with the order; the same sentence must score the same in every process.
+    total = new = 0
     new_terms: list[str] = []
     names, nouns = sentence.names, sentence.nouns
     covers, knows_name = reference.covers, reference.knows_name  # ~40,000 sentences a first poll
     for term in terms:
         is_name = term in names
         is_noun = term in nouns
-        weight = NAME_WEIGHT if is_name else NOUN_WEIGHT if is_noun else OTHER_WEIGHT
+        weight = _NAME_TENTHS if is_name else _NOUN_TENTHS if is_noun else _OTHER_TENTHS
         total += weight
-        uncovered = 1.0 - covers(term)
-        if uncovered and (is_name or is_noun) and knows_name(term):
-            uncovered = 0.0  # 'Selenskyj' for 'Selenski', 'Putins' for 'Putin'
-        if uncovered > 0:
-            new += weight * uncovered
-            if uncovered == 1.0:
-                new_terms.append(term)
-    lexical = new / total
+        covered = covers(term)  # 1.0, 0.5 or 0.0
+        if covered == 1.0:
+            continue
+        if (is_name or is_noun) and knows_name(term):
+            continue  # 'Selenskyj' for 'Selenski', 'Putins' for 'Putin'
+        if covered:
+            new += weight  # half of the weight, in halves
+        else:
+            new += 2 * weight
+            new_terms.append(term)
+    lexical = new / (2 * total)
     lexical *= min(1.0, len(terms) / 5)
     new_names = tuple(sorted(n for n in names if covers(n) < 1 and not knows_name(n))) if names else ()
     new_numbers = tuple(sorted(sentence.numbers - reference.numbers))
