@@ -267,8 +267,9 @@ class RetryConfig(StrictModel):
     backoff: Duration = Field(30.0, description="wait before the first retry; doubles each attempt")
     max_backoff: Duration = Field(3600.0, description="longest wait between two attempts")
     jitter: float = Field(0.2, ge=0.0, le=1.0, description="random +-share added to each wait")
-    # A claimed delivery whose worker died is taken up again after this long. Must exceed the
-    # longest send (timeouts), so a live worker is never overtaken by another one.
+    # A claimed delivery whose worker died is taken up again after this long. The worker renews
+    # a row's lease just before its send and keeps the send's timeout below it, so it only has to
+    # outlast one send, not a whole batch (see Outbox.renew).
     lease: Duration = Field(120.0, description="how long a claimed delivery stays claimed")
 
 

@@ -142,7 +142,8 @@ class WebhookReceiver:
 
     def __init__(self, secret: str | None = SECRET) -> None:
         self.secret = secret
-        self.plan: list[int | tuple[int, dict[str, str]]] = []
+        # a status, (status, headers) or (status, headers, seconds to wait before answering)
+        self.plan: list[int | tuple[int, dict[str, str]] | tuple[int, dict[str, str], float]] = []
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         outer = self
@@ -178,8 +179,12 @@ class WebhookReceiver:
                 return status, extra
         with self.lock:
             step = self.plan.pop(0) if self.plan else 204
-        status, extra = (step, {}) if isinstance(step, int) else step
+        status, extra, slow = (
+            (step, {}, 0.0) if isinstance(step, int) else (*step[:2], (step[2:] or (0.0,))[0])
+        )
         self._record(body, headers, status)
+        if slow:
+            time.sleep(slow)  # a slow receiver: it takes this long to answer
         return status, extra
 
     def _record(self, body: bytes, headers: dict[str, str], status: int) -> None:

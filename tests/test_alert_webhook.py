@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import anyio
 import jsonschema
 import pytest
 
+from monitor.alert.worker import DeliveryRunReport
 from monitor.config import Config, load_config
 from monitor.pipeline import Monitor
 from monitor.store import Store
+from monitor.store.models import utcnow
 from monitor.store.outbox import Outbox
 from tests.alert_helpers import SECRET, WebhookReceiver, add_developments, read_schema, wait_for
 from tests.conftest import ROOT, STORY, Project
@@ -133,6 +136,88 @@ def test_500s_and_429_retry_after_then_each_development_exactly_once(
     attempts = Outbox(store).attempts(rows[first.msg_id].id)
     assert [a.outcome for a in attempts] == ["failed"] * 4 + ["sent"]
     assert [a.status_code for a in attempts] == [500, 500, 503, 429, 204]
+
+
+def test_rows_whose_lease_ran_out_while_they_waited_are_sent_once(
+    project: Project, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass claims a batch with one lease and sends its rows one after another; behind a slow
+    receiver the later rows' lease runs out before their turn, and another pass (``monitor alerts
+    deliver`` beside the daemon, another node) claims and sends them. The first pass must then
+    leave them alone."""
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    config = _config(
+        project, [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}]
+    )  # lease 5 s
+    store = Store(config.database)
+    titles = ["Gipfel verschoben", "Tomahawk-Entscheidung vertagt", "Selenskyj reist ab"]
+    add_developments(store, ["webhook:ops"], titles)
+    outbox = Outbox(store)
+    t0 = utcnow()
+    stalled = outbox.claim(["webhook:ops"], [], lease=5.0, limit=100, now=t0)  # the slow pass's batch
+    assert len(stalled) == 3
+
+    async def main() -> tuple[DeliveryRunReport, DeliveryRunReport]:
+        async with Monitor(config) as monitor:
+            # 6 s later the lease has run out: a second pass takes the rows over and sends them ...
+            second = await monitor.deliverer.run_once(now=t0 + timedelta(seconds=6), drain=True)
+            # ... then the first pass gets to its batch.
+            first = DeliveryRunReport()
+            await monitor.deliverer.send_claimed(stalled, first)
+            return first, second
+
+    first, second = anyio.run(main)
+
+    assert second.claimed == 3 and second.sent == 3
+    assert first.sent == 0 and first.superseded == 3 and first.failed == 0
+    assert Counter(r.msg_id for r in receiver.accepted) == Counter(
+        {r.idempotency_key: 1 for r in outbox.list()}
+    )
+    assert [r.json()["development"]["title"] for r in receiver.accepted] == titles
+    for row in outbox.list():
+        assert row.status == "sent" and row.attempts == 2
+        assert [a.outcome for a in outbox.attempts(row.id)] == ["superseded", "sent"]
+
+
+def test_an_outcome_is_recorded_only_by_the_claim_that_holds_the_row(
+    project: Project, receiver: WebhookReceiver
+) -> None:
+    """The attempt count is the claim's fencing token: a claim that was taken over can neither
+    overwrite the newer claim's outcome nor give the row back."""
+    config = _config(project, [{"url": receiver.url, "name": "ops"}])
+    store = Store(config.database)
+    add_developments(store, ["webhook:ops"], ["Gipfel verschoben", "Gipfel abgesagt"])
+    outbox = Outbox(store)
+    t0 = utcnow()
+    old = outbox.claim(["webhook:ops"], [], lease=5.0, limit=100, now=t0)
+    new = outbox.claim(["webhook:ops"], [], lease=5.0, limit=100, now=t0 + timedelta(seconds=6))
+    assert [c.id for c in old] == [c.id for c in new]
+    outbox.finish(new[0], "sent")
+    outbox.finish(old[0], "failed", error="timeout", retry_at=t0)  # the stale claim's late answer
+    outbox.release(old[1:], t0)  # the stale claim gives back what it did not try
+    rows = {r.id: r for r in outbox.list()}
+    assert rows[new[0].id].status == "sent"
+    assert rows[new[1].id].status == "sending" and rows[new[1].id].attempts == 2
+    outbox.finish(new[1], "sent")
+    assert {r.status for r in outbox.list()} == {"sent"}
+    assert len(receiver.requests) == 0  # nothing was sent over the wire here
+
+
+def test_retry_after_counts_from_the_answer(
+    project: Project, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver that takes 1.5 s to answer "Retry-After: 30" means 30 s from its answer."""
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    config = _config(project, [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}])
+    store = Store(config.database)
+    add_developments(store, ["webhook:ops"], ["Gipfel verschoben"])
+    receiver.plan = [(429, {"Retry-After": "30"}, 1.5)]
+    started = utcnow()
+    report = deliver(config, drain=False)
+    assert report.failed == 1 and [r.status for r in receiver.requests] == [429]
+    (row,) = Outbox(store).list()
+    assert row.status == "pending"
+    assert row.next_attempt_at >= started + timedelta(seconds=31.5)
 
 
 def test_dead_after_max_attempts_listed_and_retried_from_the_cli(

@@ -53,6 +53,7 @@ class DeliveryRunReport:
     dead: int = 0
     skipped: int = 0
     digests: int = 0
+    superseded: int = 0  # claimed, then taken over by another worker before the send: not sent here
     errors: list[str] = field(default_factory=list)
 
 
@@ -171,12 +172,7 @@ class Deliverer:
                     self.outbox.claim, instant, digest, lease=lease, limit=self.alerts.batch, now=now
                 )
                 report.claimed += len(claimed)
-                by_channel: dict[str, list[ClaimedDelivery]] = defaultdict(list)
-                for c in claimed:
-                    by_channel[c.channel].append(c)
-                async with anyio.create_task_group() as tg:
-                    for items in by_channel.values():
-                        tg.start_soon(self._send_channel, items, report)
+                await self.send_claimed(claimed, report)
                 if not drain or len(claimed) < self.alerts.batch:
                     break
         return report
@@ -201,6 +197,15 @@ class Deliverer:
                 report.skipped += result.skipped
                 log.info("digest built", extra={"channel": name, "key": key, "developments": result.members})
 
+    async def send_claimed(self, claimed: list[ClaimedDelivery], report: DeliveryRunReport) -> None:
+        """Send claimed deliveries: the channels side by side, each channel's rows in order."""
+        by_channel: dict[str, list[ClaimedDelivery]] = defaultdict(list)
+        for c in claimed:
+            by_channel[c.channel].append(c)
+        async with anyio.create_task_group() as tg:
+            for items in by_channel.values():
+                tg.start_soon(self._send_channel, items, report)
+
     async def _send_channel(self, items: list[ClaimedDelivery], report: DeliveryRunReport) -> None:
         """In order; after a transient failure the channel's other claimed rows wait with it (the
         receiver is struggling or asked us to back off), so alerts keep their order."""
@@ -224,6 +229,13 @@ class Deliverer:
             return None
         if message is None:  # filtered out
             await self._skip(claimed, report)
+            return None
+        # The batch's rows were claimed together, with one lease: this row may have waited for the
+        # sends before it. Renewed now, the lease covers this send alone (its timeout is shorter);
+        # if it ran out and another worker claimed the row meanwhile, that worker sends it.
+        if not await self._db(self.outbox.renew, claimed, lease=retry.lease):
+            report.superseded += 1
+            log.info("alert claimed by another worker meanwhile; not sent here", extra=extra)
             return None
         self._crash.at("before_send")
         try:
@@ -283,7 +295,9 @@ class Deliverer:
             log.error("alert delivery is dead", extra={**extra, "error": error, "why": why})
             return None
         wait = backoff_seconds(retry, claimed.attempts, exc.retry_after)
-        retry_at = now + timedelta(seconds=wait)
+        # From the answer, not from the start of the attempt: a receiver that took 20 s to answer
+        # "Retry-After: 30" means 30 s from now.
+        retry_at = utcnow() + timedelta(seconds=wait)
         await self._db(
             self.outbox.finish, claimed, "failed", error=error, status_code=exc.status_code, retry_at=retry_at
         )

@@ -18,6 +18,7 @@ dies leaves a row that another worker takes up once the lease has expired.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ from monitor.store.models import (
     utcnow,
 )
 from monitor.store.store import Store, _insert_for, development_dicts
+
+log = logging.getLogger(__name__)
 
 FINAL_STATES = ("sent", "dead", "digested", "skipped")
 
@@ -172,6 +175,34 @@ class Outbox:
             session.commit()
             return claimed
 
+    def renew(self, claimed: ClaimedDelivery, *, lease: float, now: datetime | None = None) -> bool:
+        """Extend this claim's lease just before its send; False when the claim is no longer this
+        worker's (its lease ran out while earlier rows of the batch were sent, and another worker
+        claimed the row since): then the row must not be sent here, and this attempt is recorded
+        as ``superseded``. A batch's rows share one lease from the claim, so without this a slow
+        receiver could let a second pass send the later rows a second time."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(_still_claimed(claimed))
+                .values(next_attempt_at=now + timedelta(seconds=lease))
+                .execution_options(synchronize_session=False)
+            )
+            held = result.rowcount == 1
+            if not held and claimed.attempt_id:
+                session.execute(
+                    update(DeliveryAttempt)
+                    .where(DeliveryAttempt.id == claimed.attempt_id)
+                    .values(
+                        outcome="superseded",
+                        finished_at=now,
+                        error="not sent: claimed by another worker after this claim's lease ran out",
+                    )
+                )
+            session.commit()
+            return held
+
     def finish(
         self,
         claimed: ClaimedDelivery,
@@ -192,11 +223,14 @@ class Outbox:
         if outcome == "failed":
             values["next_attempt_at"] = retry_at or now
         with self.store.session() as session:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id == claimed.id, Delivery.status == "sending")
-                .values(**values)
-            )
+            result = session.execute(update(Delivery).where(_still_claimed(claimed)).values(**values))
+            if result.rowcount != 1:
+                # Taken over by another worker (this claim's lease ran out): the outcome of this
+                # attempt is recorded below, the row is the other claim's to finish.
+                log.warning(
+                    "a delivery's claim was taken over before its outcome was recorded",
+                    extra={"key": claimed.idempotency_key, "attempt": claimed.attempts, "outcome": outcome},
+                )
             if claimed.attempt_id:
                 session.execute(
                     update(DeliveryAttempt)
@@ -219,7 +253,7 @@ class Outbox:
             for c in claimed:
                 session.execute(
                     update(Delivery)
-                    .where(Delivery.id == c.id, Delivery.status == "sending")
+                    .where(_still_claimed(c))
                     .values(status="pending", attempts=Delivery.attempts - 1, next_attempt_at=retry_at)
                 )
             session.execute(
@@ -396,3 +430,13 @@ class Outbox:
                     .order_by(DeliveryAttempt.id)
                 )
             )
+
+
+def _still_claimed(claimed: ClaimedDelivery) -> Any:
+    """The row is still in this claim: being sent, and no claim since (each claim counts an
+    attempt, so the attempt count is the claim's fencing token)."""
+    return and_(
+        Delivery.id == claimed.id,
+        Delivery.status == "sending",
+        Delivery.attempts == claimed.attempts,
+    )
