@@ -53,6 +53,17 @@ class _Collector:
     def __init__(self, outer: SMTPReceiver) -> None:
         self.outer = outer
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self.outer.lock:
+            plan = self.outer.refuse.get(address)
+            answer = plan.pop(0) if plan else None
+        if answer is not None:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(
             envelope.original_content or envelope.content, policy=email.policy.default
@@ -79,6 +90,8 @@ class SMTPReceiver:
         self.credentials = credentials
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str], bool]] = []
+        # Per recipient, answers to its next RCPT commands (e.g. ["450 4.2.1 Mailbox busy"]); then 250.
+        self.refuse: dict[str, list[str]] = {}
         self.lock = threading.Lock()
         self._controller: Controller | None = None
 

@@ -15,7 +15,7 @@ import trustme
 from monitor.config import load_config
 from monitor.store import Store
 from monitor.store.outbox import Outbox
-from tests.alert_helpers import SMTPReceiver, add_developments, free_port
+from tests.alert_helpers import SMTPReceiver, add_developments, free_port, wait_for
 from tests.conftest import STORY, Project
 from tests.test_alert_webhook import FAST_RETRY, deliver
 
@@ -153,6 +153,41 @@ def test_smtp_down_then_up_everything_arrives_once(project: Project) -> None:
         subjects = [m["Subject"] for m in smtp.messages]
     assert subjects == [f"[budapest-summit] {t}" for t in titles]
     assert len({m["Message-ID"] for m in smtp.messages}) == 4
+
+
+def test_a_recipient_refused_for_now_gets_the_alert_later_and_the_others_once(project: Project) -> None:
+    """The server takes the message for one recipient and answers 450 (busy, greylisting) for the
+    other: the second gets it on a retry, to it alone, with the same Message-ID; a recipient
+    refused for good (550) is recorded, not retried."""
+    with SMTPReceiver() as smtp:
+        config = _email_config(
+            project, smtp.port, to=["analyst@example.org", "desk@example.org", "gone@example.org"]
+        )
+        store = Store(config.database)
+        add_developments(store, ["email"], ["Gipfel in Budapest abgesagt"])
+        smtp.refuse = {
+            "desk@example.org": ["450 4.2.1 Mailbox busy", "451 4.7.1 Greylisted"],
+            "gone@example.org": ["550 5.1.1 No such user"],
+        }
+
+        first = deliver(config, drain=False)
+        assert first.failed == 1 and first.sent == 0
+        assert [rcpts for _, rcpts, _ in smtp.envelopes] == [["analyst@example.org"]]
+        (row,) = Outbox(store).list()
+        assert row.status == "pending" and "desk@example.org: 450" in (row.last_error or "")
+        assert "gone@example.org: 550" in (row.last_error or "")
+
+        wait_for(lambda: deliver(config, drain=False).sent == 1, what="the retries to reach desk@")
+
+    # The second attempt, to desk@ alone, was refused as a whole (451): no message that time.
+    assert [rcpts for _, rcpts, _ in smtp.envelopes] == [["analyst@example.org"], ["desk@example.org"]]
+    ids = {m["Message-ID"] for m in smtp.messages}
+    assert len(ids) == 1  # one message, delivered in parts
+    (row,) = Outbox(store).list()
+    assert row.status == "sent" and row.attempts == 3
+    attempts = Outbox(store).attempts(row.id)
+    assert [a.outcome for a in attempts] == ["partial", "failed", "sent"]
+    assert "gone@example.org: 550" in (attempts[0].error or "")
 
 
 def test_hostile_feed_text_cannot_alter_headers_or_inject_markup(project: Project) -> None:

@@ -79,7 +79,7 @@ class EmailSender:
         password = _secret(cfg.password_env, "password")
         email_message = build_email(cfg, message, self.renderer)
         sender_addr = parseaddr(cfg.sender)[1]
-        recipients = [parseaddr(a)[1] for a in cfg.to]
+        recipients = list(message.recipients) or [parseaddr(a)[1] for a in cfg.to]
         try:
             Address(addr_spec=sender_addr)
         except Exception as exc:
@@ -121,9 +121,19 @@ class EmailSender:
             ) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
             raise DeliveryError(f"email: {type(exc).__name__}: {header_text(str(exc))}") from None
-        if refused:
-            log.warning(
-                "email: some recipients refused",
-                extra={"channel": self.channel, "refused": ", ".join(sorted(refused))},
-            )
-        return SendResult(status_code=250, detail=header_text(str(response)))
+        if not refused:
+            return SendResult(status_code=250, detail=header_text(str(response)))
+        # The server took the message for some recipients and refused the others: those refused
+        # for now (4xx: greylisting, a full or busy mailbox) get it on a retry, to them alone; a
+        # permanent refusal (5xx) is recorded.
+        later = tuple(r for r in recipients if r in refused and 400 <= refused[r][0] < 500)
+        described = ", ".join(
+            f"{r}: {code} {header_text(text)}" for r, (code, text) in sorted(refused.items())
+        )
+        log.warning("email: some recipients refused", extra={"channel": self.channel, "refused": described})
+        return SendResult(
+            status_code=250,
+            detail=header_text(str(response)),
+            retry_recipients=later,
+            refused=f"email: recipients refused ({described})",
+        )

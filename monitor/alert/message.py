@@ -47,6 +47,10 @@ class DeliveryError(Exception):
 class SendResult:
     status_code: int | None = None
     detail: str = ""
+    # Email: recipients the server refused for now (4xx) while it took the message for the others;
+    # the delivery is retried for them alone. ``refused``: every refusal, for the record.
+    retry_recipients: tuple[str, ...] = ()
+    refused: str = ""
 
 
 @dataclass(slots=True)
@@ -59,6 +63,8 @@ class AlertMessage:
     developments: list[dict[str, Any]] = field(default_factory=list)  # 1 (development), n (digest)
     story_titles: dict[str, str] = field(default_factory=dict)
     feed: dict[str, Any] | None = None  # source_down / source_back: {name, url, error, since}
+    # Email: send to these alone (the recipients an earlier attempt could not reach), not to all.
+    recipients: tuple[str, ...] = ()
 
     @property
     def feed_name(self) -> str:

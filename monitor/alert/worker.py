@@ -251,10 +251,44 @@ class Deliverer:
             error = DeliveryError(f"{type(exc).__name__}: {exc}")
             return await self._failed(claimed, error, retry, now, report, extra)
         self._crash.at("after_send")
-        await self._db(self.outbox.finish, claimed, "sent", status_code=result.status_code)
+        if result.retry_recipients:
+            await self._partly_sent(claimed, result, retry, report, extra)
+            return None  # the server is fine: the channel's other alerts need not wait
+        await self._db(
+            self.outbox.finish, claimed, "sent", status_code=result.status_code, error=result.refused or None
+        )
         report.sent += 1
         log.info("alert sent", extra={**extra, "kind": claimed.kind})
         return None
+
+    async def _partly_sent(
+        self,
+        claimed: ClaimedDelivery,
+        result: SendResult,
+        retry: RetryConfig,
+        report: DeliveryRunReport,
+        extra: dict[str, Any],
+    ) -> None:
+        """Email taken for some recipients, refused for now for others: retried for those alone
+        (same Message-ID), with the backoff of a failed attempt; dead when the budget is spent."""
+        left = {"recipients_left": list(result.retry_recipients)}
+        age = (utcnow() - claimed.created_at).total_seconds()
+        if claimed.attempts >= retry.max_attempts or age >= retry.max_age:
+            why = "too many attempts" if claimed.attempts >= retry.max_attempts else "too old"
+            error = f"{result.refused} ({why})"
+            await self._db(self.outbox.finish, claimed, "dead", error=error, payload=left)
+            report.dead += 1
+            log.error("alert delivery is dead for some recipients", extra={**extra, "error": error})
+            return
+        retry_at = utcnow() + timedelta(seconds=backoff_seconds(retry, claimed.attempts))
+        await self._db(
+            self.outbox.finish, claimed, "partial", error=result.refused, retry_at=retry_at, payload=left
+        )
+        report.failed += 1
+        report.errors.append(result.refused)
+        log.warning(
+            "alert sent to some recipients; will retry the others", extra={**extra, "error": result.refused}
+        )
 
     def _send_timeout(self, channel: str) -> float:
         options = self.channels[channel]
@@ -312,7 +346,11 @@ class Deliverer:
 
     def message_for(self, claimed: ClaimedDelivery) -> AlertMessage | None:
         """The message of a claimed delivery; None when the channel's filters exclude it."""
-        base = {"idempotency_key": claimed.idempotency_key, "channel": claimed.channel}
+        base: dict[str, Any] = {
+            "idempotency_key": claimed.idempotency_key,
+            "channel": claimed.channel,
+            "recipients": tuple(claimed.payload.get("recipients_left") or ()),
+        }
         if claimed.kind == "development":
             devs = self.outbox.developments_by_id([claimed.development_id or 0])
             dev = devs.get(claimed.development_id or 0)
@@ -329,7 +367,7 @@ class Deliverer:
             ordered = [devs[i] for i in ids if i in devs]
             return AlertMessage(kind="digest", developments=ordered, story_titles=self.story_titles, **base)
         if claimed.kind in ("source_down", "source_back"):
-            feed = dict(claimed.payload)
+            feed = {k: v for k, v in claimed.payload.items() if k != "recipients_left"}
             if not feed.get("feed"):
                 name, url = self.outbox.feed_name(claimed.feed_id)
                 feed.setdefault("feed", name)

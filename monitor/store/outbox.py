@@ -212,16 +212,27 @@ class Outbox:
         status_code: int | None = None,
         retry_at: datetime | None = None,
         now: datetime | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> None:
-        """Record the outcome of one attempt: ``sent``, ``failed`` (retry at ``retry_at``), ``dead``
-        or ``skipped`` (filtered out)."""
+        """Record the outcome of one attempt: ``sent``, ``failed`` (retry at ``retry_at``),
+        ``partial`` (email taken for some recipients: retried for the others at ``retry_at``),
+        ``dead`` or ``skipped`` (filtered out). ``payload``: keys to set in the delivery's payload
+        (``recipients_left`` after a partial send)."""
         now = now or utcnow()
-        status = {"sent": "sent", "failed": "pending", "dead": "dead", "skipped": "skipped"}[outcome]
+        status = {
+            "sent": "sent",
+            "failed": "pending",
+            "partial": "pending",
+            "dead": "dead",
+            "skipped": "skipped",
+        }[outcome]
         values: dict[str, Any] = {"status": status, "last_error": error}
         if outcome == "sent":
             values["sent_at"] = now
-        if outcome == "failed":
+        if outcome in ("failed", "partial"):
             values["next_attempt_at"] = retry_at or now
+        if payload:
+            values["payload"] = {**claimed.payload, **payload}
         with self.store.session() as session:
             result = session.execute(update(Delivery).where(_still_claimed(claimed)).values(**values))
             if result.rowcount != 1:
