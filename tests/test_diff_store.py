@@ -76,6 +76,19 @@ def test_remove_development_sources_withdraws_a_development_left_without_sources
             statuses = {d.development_id: (d.status, d.last_error) for d in session.scalars(select(Delivery))}
         assert statuses[withdrawn[0]][0] == "skipped" and "withdrawn" in (statuses[withdrawn[0]][1] or "")
         assert [s for dev_id, (s, _) in statuses.items() if dev_id != withdrawn[0]] == ["pending"]
+        # Another outlet reports the same news (same key): the development is back, and so is its
+        # alert, which never went out.
+        with store.poll_transaction("kurier") as tx:
+            (again,) = tx.upsert_entries([_entry("copy", T.SANCTIONS_TITLE, T.SANCTIONS, T0)])
+            ids["copy"] = again.item_id
+            assert tx.add_development(record("d-sanctions", "copy"), ["webhook:test"]) == (
+                withdrawn[0],
+                False,
+            )
+        assert sorted(d["key"] for d in store.developments("graz-gipfel")) == ["d-cancel", "d-sanctions"]
+        with store.session() as session:
+            revived = session.scalars(select(Delivery).where(Delivery.development_id == withdrawn[0])).one()
+        assert (revived.status, revived.last_error) == ("pending", None)
     finally:
         store.close()
 

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Why a development's pending alerts were skipped when its last source left the story.
+WITHDRAWN = "development withdrawn: its sources left the story"
+
 class StoreError(Exception):
     """The database could not be used (unreachable, locked, full disk, ...)."""
 
@@ -424,7 +427,7 @@ class PollTransaction:
             self.session.execute(
                 update(Delivery)
                 .where(Delivery.development_id.in_(withdrawn), Delivery.status == "pending")
-                .values(status="skipped", last_error="development withdrawn: its sources left the story")
+                .values(status="skipped", last_error=WITHDRAWN)
             )
         return withdrawn
 
@@ -459,6 +462,8 @@ class PollTransaction:
             self._touch(dev_id, now)
         else:
             dev_id, created = self._insert_development(record, now)
+            if not created and record.sources:
+                self._revive_alerts(dev_id, now)
             if record.sources and known is not None:  # known = has sources (_has_sources)
                 if created:
                     known.append(
@@ -504,6 +509,19 @@ class PollTransaction:
                 ]
             )
         return dev_id, created
+
+    def _revive_alerts(self, dev_id: int, now: datetime) -> None:
+        """A development withdrawn before its alerts went out (its sources left the story) has a
+        source again: what it reports is news after all, so its skipped alerts are due again."""
+        self.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.development_id == dev_id,
+                Delivery.status == "skipped",
+                Delivery.last_error == WITHDRAWN,
+            )
+            .values(status="pending", last_error=None, next_attempt_at=now)
+        )
 
     def _touch(self, dev_id: int, now: datetime) -> None:
         """The development got a source now: its ``updated_at``, written at commit (PollBatch)."""
