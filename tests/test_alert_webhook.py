@@ -274,6 +274,29 @@ def test_permanent_refusal_is_dead_at_once(project: Project, receiver: WebhookRe
     assert "permanent" in (Outbox(store).list()[0].last_error or "")
 
 
+def test_a_moved_receiver_is_named_and_not_retried_for_hours(
+    project: Project, receiver: WebhookReceiver
+) -> None:
+    """308/301: the receiver moved for good; the error says where (the body is not posted there:
+    the config decides where signed alerts go). 307: moved for now, retried."""
+    config = _config(project, [{"url": receiver.url, "name": "ops"}])
+    receiver.secret = None
+    store = Store(config.database)
+    add_developments(store, ["webhook:ops"], ["Gipfel abgesagt", "Gipfel verschoben"])
+    receiver.plan = [
+        (308, {"Location": "https://hooks.example.org/neu"}),
+        (307, {"Location": "https://hooks.example.org/kurz"}),
+    ]
+    report = deliver(config, drain=False)
+    assert report.dead == 1 and report.failed == 1 and len(receiver.requests) == 2
+    rows = sorted(Outbox(store).list(), key=lambda r: r.id)
+    assert rows[0].status == "dead"
+    assert "308" in (rows[0].last_error or "") and "https://hooks.example.org/neu" in (
+        rows[0].last_error or ""
+    )
+    assert rows[1].status == "pending" and "https://hooks.example.org/kurz" in (rows[1].last_error or "")
+
+
 def test_filters_min_score_and_stories(project: Project, receiver: WebhookReceiver) -> None:
     other = {**STORY, "id": "other-story", "title": "Andere Geschichte"}
     project.write(

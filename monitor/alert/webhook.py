@@ -23,8 +23,10 @@ from monitor.config import WebhookConfig
 from monitor.fetch import parse_retry_after  # the same header, the same rules as for feeds
 
 # 4xx answers that a retry of the same body cannot fix. Others (401/403/404 during a receiver's
-# redeploy, 408, 409, 425, 429) are retried until the attempt budget runs out.
-PERMANENT_STATUS = {400, 405, 410, 411, 413, 414, 415, 422}
+# redeploy, 408, 409, 425, 429) are retried until the attempt budget runs out. A permanent redirect
+# (301, 308) is one too: the receiver moved, the config has to say where (redirects are not
+# followed: a signed body must not be posted to wherever a response points).
+PERMANENT_STATUS = {301, 308, 400, 405, 410, 411, 413, 414, 415, 422}
 
 
 def secret_key(secret: str) -> bytes:
@@ -160,8 +162,12 @@ class WebhookSender:
         if 200 <= status < 300:
             return SendResult(status_code=status)
         retry_after = parse_retry_after(response.headers.get("retry-after"))
+        moved = ""
+        if 300 <= status < 400:
+            location = " ".join(response.headers.get("location", "").split())[:200] or "none given"
+            moved = f" (Location: {location}; redirects are not followed, set the new url)"
         raise DeliveryError(
-            f"webhook: the receiver answered {status}",
+            f"webhook: the receiver answered {status}{moved}",
             permanent=status in PERMANENT_STATUS,
             retry_after=retry_after,
             status_code=status,
