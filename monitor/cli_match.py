@@ -36,16 +36,22 @@ def _split_title(text: str, title: str | None) -> tuple[str, str]:
 def _baseline(config: Any, story: Any) -> str | None:
     import anyio
 
-    from monitor.baseline import fetch_baseline_text
+    from monitor.baseline import OpenedOnce, fetch_baseline_text
+    from monitor.cli import _open_store
     from monitor.fetch import Fetcher
+
+    copies = OpenedOnce(lambda: _open_store(config))
 
     async def main() -> str | None:
         if story.baseline is None or story.baseline.url is None:
             return await fetch_baseline_text(config, story, None)
         async with Fetcher(config.fetch) as fetcher:
-            return await fetch_baseline_text(config, story, fetcher)
+            return await fetch_baseline_text(config, story, fetcher, copies=copies)
 
-    return anyio.run(main)
+    try:
+        return anyio.run(main)
+    finally:
+        copies.close()
 
 
 def _story_items(config: Any, story_id: str) -> tuple[list[tuple[datetime | None, str, str]], str | None]:

@@ -21,8 +21,11 @@ def load_baselines(config: Any, story_ids: list[str] | None = None) -> dict[str,
     import anyio
 
     from monitor import diff
-    from monitor.baseline import fetch_baseline_text
+    from monitor.baseline import OpenedOnce, fetch_baseline_text
+    from monitor.cli import _open_store
     from monitor.fetch import Fetcher
+
+    copies = OpenedOnce(lambda: _open_store(config))
 
     async def main() -> dict[str, diff.BaselineModel]:
         out: dict[str, diff.BaselineModel] = {}
@@ -30,13 +33,16 @@ def load_baselines(config: Any, story_ids: list[str] | None = None) -> dict[str,
             for story in config.stories:
                 if story_ids and story.id not in story_ids:
                     continue
-                text = await fetch_baseline_text(config, story, fetcher)
+                text = await fetch_baseline_text(config, story, fetcher, copies=copies)
                 out[story.id] = diff.build_baseline(
                     story.id, text, novelty_threshold=getattr(story, "novelty_threshold", None)
                 )
         return out
 
-    return anyio.run(main)
+    try:
+        return anyio.run(main)
+    finally:
+        copies.close()
 
 
 def _plain(console: Any) -> bool:

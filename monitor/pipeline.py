@@ -244,7 +244,9 @@ class Monitor:
         self.fetcher = Fetcher(self.config.fetch)
         await self.fetcher.__aenter__()
         for story in self.config.stories:
-            self._baseline_texts[story.id] = await fetch_baseline_text(self.config, story, self.fetcher)
+            self._baseline_texts[story.id] = await fetch_baseline_text(
+                self.config, story, self.fetcher, copies=lambda: self.store
+            )
         # Matchers and baselines are compiled on first need (``_stories``): a poll in which nothing
         # changed never needs them, and compiling loads simplemma's dictionary (~1.5 s).
 

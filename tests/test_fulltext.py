@@ -184,7 +184,19 @@ def test_baseline_from_url_is_fetched_and_extracted(project: Project, feed_serve
     story = project.cli("story", "show", "graz-gipfel", "--json")
     assert story.exit_code == 0, story.stderr
     assert any("Grenzflusses Tarn" in s for s in story.json()["baseline"])
-    feed_server.put("/baseline", b"", status=404)
+    # The page goes away: the copy kept from the last fetch stands in, with a warning, and every
+    # feed is polled as before.
+    feed_server.put("/baseline", b"", status=503)
+    again = project.cli("story", "show", "graz-gipfel", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["baseline"] == story.json()["baseline"]
+    assert "using the copy fetched earlier" in again.stderr
+    polled = project.cli("poll", "--json")
+    assert polled.exit_code == 0, polled.stderr
+    assert len(polled.json()["feeds"]) == 2
+    # A URL never fetched has no copy: an error that names the story's key, exit 2.
+    config["stories"] = [{**T.STORY, "baseline": {"url": feed_server.url("/baseline?neu")}}]
+    project.write(config)
     failed = project.cli("story", "show", "graz-gipfel")
     assert failed.exit_code == 2
-    assert "baseline.url" in failed.stderr
+    assert "baseline.url" in failed.stderr and "no earlier copy" in failed.stderr

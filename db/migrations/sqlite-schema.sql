@@ -1,4 +1,4 @@
--- story-monitor SQLite schema at revisions: 0001,0002
+-- story-monitor SQLite schema at revisions: 0001,0002,0003
 -- Made by `python -m monitor.store.snapshot` from the migrations; do not edit.
 BEGIN;
 CREATE TABLE alembic_version (
@@ -135,5 +135,12 @@ CREATE TABLE story_match (
 );
 CREATE INDEX ix_story_match_item_id ON story_match (item_id);
 CREATE INDEX ix_story_match_story_id ON story_match (story_id);
-INSERT INTO alembic_version (version_num) VALUES ('0002');
+CREATE TABLE baseline_copy (
+	url_hash VARCHAR(64) NOT NULL, 
+	url TEXT NOT NULL, 
+	text TEXT NOT NULL, 
+	fetched_at DATETIME NOT NULL, 
+	PRIMARY KEY (url_hash)
+);
+INSERT INTO alembic_version (version_num) VALUES ('0003');
 COMMIT;

@@ -183,6 +183,19 @@ class DeliveryAttempt(SQLModel, table=True):
     attempt: int
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    outcome: str | None = Field(default=None, max_length=16)  # sent | failed | dead | None: unknown
+    # sent | failed | partial | dead | skipped | superseded | None: unknown (interrupted)
+    outcome: str | None = Field(default=None, max_length=16)
     status_code: int | None = None  # HTTP status or SMTP reply code
     error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class BaselineCopy(SQLModel, table=True):
+    """The last text fetched for a ``baseline: {url: ...}``: a story keeps its baseline when the page
+    cannot be fetched at a later start (the site is down, the network not up yet)."""
+
+    __tablename__ = "baseline_copy"
+
+    url_hash: str = Field(primary_key=True, max_length=64)  # sha256 of the URL (URLs can be long)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    fetched_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -6,6 +6,7 @@ developments and outbox deliveries commit together or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 # Why a development's pending alerts were skipped when its last source left the story.
 WITHDRAWN = "development withdrawn: its sources left the story"
 
+
 class StoreError(Exception):
     """The database could not be used (unreachable, locked, full disk, ...)."""
 
@@ -83,6 +85,10 @@ _SQLITE_MATCH_UPSERT = (
 def _has_sources() -> Any:
     """SQL condition: the development still has at least one source (it is not withdrawn)."""
     return exists().where(DevelopmentSource.development_id == Development.id)
+
+
+def _url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
 
 
 def _insert_for(engine: Engine, table: Any) -> Any:
@@ -764,6 +770,30 @@ class Store:
             )
             for d in rows
         ]
+
+    # -- baselines fetched from a URL ----------------------------------------------------------
+
+    def save_baseline_copy(self, url: str, text: str) -> None:
+        """Keep the text just fetched for a URL baseline (replacing an older copy)."""
+        from monitor.store.models import BaselineCopy
+
+        now = utcnow()
+        row = {"url_hash": _url_hash(url), "url": url, "text": text, "fetched_at": now}
+        stmt = _insert_for(self.engine, BaselineCopy).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["url_hash"], set_={"url": url, "text": text, "fetched_at": now}
+        )
+        with self.session() as session:
+            session.execute(stmt)
+            session.commit()
+
+    def baseline_copy(self, url: str) -> tuple[str, datetime] | None:
+        """The last text fetched for a URL baseline and when, or None."""
+        from monitor.store.models import BaselineCopy
+
+        with self.session() as session:
+            row = session.get(BaselineCopy, _url_hash(url))
+            return None if row is None else (row.text, row.fetched_at)
 
     def story_item_texts(self, story_id: str, limit: int = 400) -> list[tuple[datetime | None, str, str]]:
         """The newest items matched to a story as (published or None when undated, title, text),
