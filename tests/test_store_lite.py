@@ -24,6 +24,7 @@ from monitor.store.lite import (
     LiteStore,
     sqlite_file,
 )
+from monitor.store.revisions import head_from_scripts
 from monitor.store.store import PollTransaction
 from tests.conftest import Project
 from tests.feeds import FakeEntry, rss
@@ -188,7 +189,8 @@ def test_the_lane_steps_aside_when_the_full_store_has_work(
     # A newer version of the scripts (one more migration): the store migrates first.
     newer = tmp_path / "migrations"
     shutil.copytree(Path(__file__).resolve().parents[1] / "db" / "migrations", newer)
-    (newer / "versions" / "0003_next.py").write_text('revision = "0003"\ndown_revision = "0002"\n')
+    head = head_from_scripts()
+    (newer / "versions" / "9999_next.py").write_text(f'revision = "9999"\ndown_revision = "{head}"\n')
     monkeypatch.setenv("MONITOR_MIGRATIONS_DIR", str(newer))
     assert LiteStore.open(_url(path), FEEDS) is None
     monkeypatch.delenv("MONITOR_MIGRATIONS_DIR")
