@@ -232,3 +232,20 @@ def test_a_non_ascii_declared_encoding_is_ignored_not_a_crash() -> None:
     parsed = parse(body)
     assert [e.entry_id for e in parsed.entries] == ["g1"]
     assert any("declared encoding" in p for p in parsed.problems)
+
+
+def test_hostile_markup_is_reduced_to_its_text_in_one_pass() -> None:
+    """Text full of '<' without '>' and opening script tags never closed: the tag patterns once
+    scanned to the end of the text from every '<' (quadratic: 46 s for 625 KB, holding the
+    interpreter lock, so the daemon's event loop stood still). Now each is one pass; the same input
+    at this size would take minutes the old way."""
+    from monitor.parse import html_to_text
+
+    prices = "Preis < 5 Euro. " * 40_000  # 625 KB; a stray '<' is text, not the start of a tag
+    assert html_to_text(prices) == prices.strip()
+    assert html_to_text("<script>x" * 80_000) == "x" * 80_000  # unclosed: only the tags go
+    assert html_to_text("<p " * 100_000) == ("<p " * 100_000).strip()
+    # What was right stays right: closed blocks dropped, tags stripped, blocks become lines.
+    assert html_to_text("a<script>var x = '<p>';</script>b<style>p{}</STYLE >c") == "a b c"
+    assert html_to_text("<p>Eins</p><p>Zwei<br>Drei</p>") == "Eins\nZwei\nDrei"
+    assert html_to_text("a < b <i>kursiv</i>") == "a < b kursiv"
