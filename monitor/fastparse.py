@@ -26,6 +26,7 @@ from monitor.parse import (
     canonical_url,
     content_hash,
     html_to_text,
+    ttl_seconds,
 )
 
 try:  # an optional accelerator: without it everything goes through feedparser
@@ -145,7 +146,7 @@ def parse_feed_fast(
     ttl_raw = feed_meta.get("ttl")
     if ttl_raw:
         try:
-            ttl = float(ttl_raw) * 60.0
+            ttl = ttl_seconds(ttl_raw)
         except (TypeError, ValueError):
             return None  # the reference parser words the problem
 

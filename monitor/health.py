@@ -19,6 +19,7 @@ Policy (documented in README "Fetching"):
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -82,7 +83,8 @@ def backoff_delay(error_streak: int, policy: HealthPolicy, retry_after: float | 
 
 def cache_delay(result: FetchResult, ttl: float | None, policy: HealthPolicy) -> float | None:
     """The server's lower bound on the next poll (max-age/Expires, <ttl>), capped; None if none."""
-    bounds = [b for b in (result.max_age, ttl, result.retry_after) if b]
+    # Finite and positive only: a bound read from a hostile feed or header must not break the poll.
+    bounds = [b for b in (result.max_age, ttl, result.retry_after) if b and 0 < b < math.inf]
     if not bounds:
         return None
     return min(max(bounds), policy.max_backoff)

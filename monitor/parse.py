@@ -10,6 +10,7 @@ import calendar
 import hashlib
 import html
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -116,6 +117,15 @@ def html_to_text(value: str | None) -> str:
     if "\n" in value:
         value = _NL_RE.sub("\n", value)
     return value.strip()
+
+
+def ttl_seconds(raw: Any) -> float:
+    """RSS ``<ttl>`` (minutes) in seconds. ValueError for what is not a finite number >= 0:
+    "NaN", "-inf" or "1e308" minutes would make the next poll's time itself an error."""
+    seconds = float(raw) * 60.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"not a time to live: {raw!r}")
+    return seconds
 
 
 def _drop_blocks(value: str) -> str:
@@ -408,7 +418,7 @@ def parse_feed(
     ttl: float | None = None
     try:
         if feed_meta.get("ttl"):
-            ttl = float(feed_meta["ttl"]) * 60.0
+            ttl = ttl_seconds(feed_meta["ttl"])
     except (TypeError, ValueError):
         problems.append(f"ignored invalid <ttl> {feed_meta.get('ttl')!r}")
 

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -185,6 +186,26 @@ def test_duplicate_guids_entries_without_links_or_dates_and_future_dates() -> No
 
 def test_rss_ttl_is_read_as_seconds() -> None:
     assert parse(rss([FakeEntry("1", "T", "x")], ttl=30).encode()).ttl_seconds == 1800
+
+
+@pytest.mark.parametrize("ttl", ["NaN", "-inf", "inf", "1e308", "-5", "bald"])
+def test_a_ttl_that_is_no_time_is_ignored_and_the_feed_kept(ttl: str) -> None:
+    """Such a <ttl> once made the next poll's time an error that failed the whole poll."""
+    from monitor import health
+    from monitor.fetch import FetchResult
+    from monitor.store.models import FeedState
+
+    body = rss([FakeEntry("1", "Gipfel", "Text")]).replace("<channel>", f"<channel><ttl>{ttl}</ttl>", 1)
+    from monitor.parse_pool import parse_document  # the fast parser first, as a poll parses
+
+    for parsed in (parse(body.encode()), parse_document(body.encode(), "https://example.org/f.xml", NOW)):
+        assert parsed.ttl_seconds is None and [e.title for e in parsed.entries] == ["Gipfel"]
+        assert any("<ttl>" in p for p in parsed.problems)
+    state = FeedState(name="f", url="https://example.org/f.xml")
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    result = FetchResult("https://example.org/f.xml", "https://example.org/f.xml", status=200)
+    health.record_poll(state, result, parsed, "hash", health.HealthPolicy(300, 21600, 21600), now)
+    assert state.error_streak == 0 and state.next_poll_after is None
 
 
 # --- arbitrary bytes -------------------------------------------------------------------------------
