@@ -119,6 +119,18 @@ def html_to_text(value: str | None) -> str:
     return value.strip()
 
 
+def _keep_guids_as_written(feedparser: Any) -> None:
+    """feedparser resolves an RSS ``<guid>`` without ``isPermaLink="false"`` against the document's
+    URL ("1000" -> "https://host/feed/1000"), the fast parser does not: an item's id then changed
+    whenever a feed switched parser paths (one bad character) or was fetched from another URL (a
+    redirect, a mirror), and the item was stored again as new. An id is the feed's own token, so
+    both keep it as written. (A permalink guid that is the entry's only link is still resolved,
+    as a link, in ``parse_feed``.) Process-wide: feedparser is the monitor's alone."""
+    mixin = feedparser.mixin._FeedParserMixin
+    if "id" in mixin.can_be_relative_uri:
+        mixin.can_be_relative_uri = frozenset(mixin.can_be_relative_uri - {"id"})
+
+
 def ttl_seconds(raw: Any) -> float:
     """RSS ``<ttl>`` (minutes) in seconds. ValueError for what is not a finite number >= 0:
     "NaN", "-inf" or "1e308" minutes would make the next poll's time itself an error."""
@@ -387,6 +399,8 @@ def parse_feed(
     # changed parses none.
     import feedparser
 
+    _keep_guids_as_written(feedparser)
+
     try:
         raw = feedparser.parse(
             body,
@@ -431,7 +445,9 @@ def parse_feed(
         content = _entry_content(raw_entry)
         if content == summary:
             content = ""
-        link = canonical_url(raw_entry.get("link"), base)
+        # A permalink guid standing in for a missing <link> is resolved against the document
+        # (feedparser no longer resolves it as an id: _keep_guids_as_written).
+        link = canonical_url(raw_entry.get("link"), url if raw_entry.get("guidislink") else base)
         guid = (raw_entry.get("id") or "").strip()
         entry_id = guid or link or "hash:" + content_hash(title, summary, content)
         if entry_id in seen:

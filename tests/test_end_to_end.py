@@ -128,6 +128,26 @@ def test_changed_feed_adds_only_new_items_and_updates_in_place(
     assert project.cli("feeds", "--json").json()[0]["items"] == 3
 
 
+def test_an_item_keeps_its_id_when_the_feed_switches_parser(
+    project: Project, feed_server: FeedServer
+) -> None:
+    """Bare guids ("1000", a permalink by default): feedparser once resolved them against the feed's
+    URL, the fast parser did not, so one stray '&' (which sends the document to feedparser) made
+    every item new again."""
+    body = rss([SUMMIT, UNRELATED]).replace('<guid isPermaLink="false">', "<guid>")
+    feed_server.put("/rss.xml", body)
+    project.write(config_for(feed_server, {"zeitung": "/rss.xml"}))
+    first = project.cli("poll", "--json").json()["feeds"][0]
+    assert first["new"] == 2
+    # The same items, and a stray ampersand in the channel's description: not well-formed XML.
+    feed_server.put(
+        "/rss.xml", body.replace("<description>Test</description>", "<description>A & B</description>")
+    )
+    again = project.cli("poll", "--json").json()["feeds"][0]
+    assert again["status"] == "ok" and again["new"] == 0 and again["updated"] == 0
+    assert project.cli("feeds", "--json").json()[0]["items"] == 2
+
+
 def test_server_ignoring_conditional_get_is_not_reparsed(project: Project, feed_server: FeedServer) -> None:
     feed_server.put("/rss.xml", rss([SUMMIT]), conditional=False)
     project.write(config_for(feed_server, {"zeitung": "/rss.xml"}))
