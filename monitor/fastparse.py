@@ -26,6 +26,7 @@ from monitor.parse import (
     canonical_url,
     content_hash,
     html_to_text,
+    neutralise_char_refs,
     ttl_seconds,
 )
 
@@ -134,6 +135,9 @@ def parse_feed_fast(
     Produces exactly what ``monitor.parse.parse_feed`` produces for the documents it accepts."""
     if _fprs is None or not _acceptable_bytes(body, content_type):
         return None
+    body, reference_problem = neutralise_char_refs(body)
+    if reference_problem is not None:
+        return None  # the reference parser reads the same bytes and words the problem
     try:
         raw = _fprs.parse(body, sanitize_html=False, resolve_relative_uris=False)
     except Exception:

@@ -119,6 +119,71 @@ def html_to_text(value: str | None) -> str:
     return value.strip()
 
 
+_CHAR_REF_RE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+_UTF8_DECLARED_RE = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']\s*utf-?8\s*["']""", re.I)
+_ANY_DECLARED_RE = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=""", re.I)
+_HTTP_CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([^\s;\"']+)", re.I)
+
+
+def _is_xml_char(code: int) -> bool:
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def neutralise_char_refs(body: bytes) -> tuple[bytes, str | None]:
+    """Character references to what XML does not allow (``&#0;``, a surrogate ``&#xD800;``,
+    ``&#x110000;``, a number of any size) replaced by U+FFFD. feedparser raised on the last three,
+    losing the whole feed to one item, and a NUL could not be written to PostgreSQL. Both parsers
+    get the same bytes."""
+    if b"&#" not in body:
+        return body, None
+    bad = 0
+
+    def replace(m: re.Match[bytes]) -> bytes:
+        nonlocal bad
+        digits = m.group(1) or m.group(2)
+        if len(digits) <= 8 and _is_xml_char(int(digits, 16 if m.group(1) else 10)):
+            return m.group(0)
+        bad += 1
+        return b"&#xFFFD;"
+
+    cleaned = _CHAR_REF_RE.sub(replace, body)
+    if not bad:
+        return body, None
+    return cleaned, f"replaced {bad} character reference(s) to characters XML does not allow"
+
+
+def _repair_stray_bytes(body: bytes, content_type: str | None) -> tuple[bytes, str | None]:
+    """A UTF-8 document with a few bytes that are not UTF-8 (a Latin-1 'ü' pasted into it): feedparser
+    would read the whole document as windows-1252 and turn every umlaut into mojibake ('GrÃ¼ÃŸe'),
+    rewriting stored items that then no longer match. When the document is UTF-8 by its declaration
+    (or has none and the HTTP charset says UTF-8 or nothing) and its valid multi-byte characters
+    outnumber the bad bytes, only the bad bytes become U+FFFD. A Latin-1 document without a
+    declaration has (next to) no valid multi-byte characters and is left to feedparser's detection."""
+    if body.isascii():
+        return body, None
+    try:
+        body.decode("utf-8")
+        return body, None
+    except UnicodeDecodeError:
+        pass
+    if _ANY_DECLARED_RE.match(body) and not _UTF8_DECLARED_RE.match(body):
+        return body, None  # declared another encoding
+    m = _HTTP_CHARSET_RE.search(content_type or "")
+    if m and m.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return body, None
+    text = body.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - body.count("\ufffd".encode())
+    good = sum(1 for ch in text if ord(ch) > 0x7F) - text.count("\ufffd")
+    if bad <= 0 or good < 3 or good < 2 * bad:
+        return body, None
+    return text.encode("utf-8"), f"replaced {bad} byte(s) that are not UTF-8 in a UTF-8 document"
+
+
 def _keep_guids_as_written(feedparser: Any) -> None:
     """feedparser resolves an RSS ``<guid>`` without ``isPermaLink="false"`` against the document's
     URL ("1000" -> "https://host/feed/1000"), the fast parser does not: an item's id then changed
@@ -367,6 +432,18 @@ def build_entry(
         if strict_dates and (raw_entry.get("published") or raw_entry.get("updated")):
             return None
         published = fetched_at
+    if (
+        "\x00" in title
+        or "\x00" in summary
+        or "\x00" in content
+        or "\x00" in entry_id
+        or "\x00" in (link or "")
+    ):
+        # A raw NUL byte the parser let through: no text column of PostgreSQL can hold it.
+        title, summary, content, entry_id = (
+            v.replace("\x00", "") for v in (title, summary, content, entry_id)
+        )
+        link = link.replace("\x00", "") if link else link
     return Entry(
         entry_id=entry_id[:1000],
         url=link,
@@ -389,12 +466,14 @@ def parse_feed(
     """Parse feed bytes. Never raises on bad input: problems are reported in ``ParsedFeed``."""
     body, dtd_problem = neutralise_dtd(body)
     body, encoding_problem = _clean_declared_encoding(body)
+    body, reference_problem = neutralise_char_refs(body)
+    body, stray_problem = _repair_stray_bytes(body, content_type)
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
     # sanitize_html and resolve_relative_uris are off: we reduce everything to plain text anyway and
     # escape wherever text is rendered, and the two passes cost a large share of feedparser's time.
-    problems: list[str] = [p for p in (dtd_problem, encoding_problem) if p]
+    problems: list[str] = [p for p in (dtd_problem, encoding_problem, reference_problem, stray_problem) if p]
     # Imported on first use (~12 ms): the fast parser takes most feeds, and a poll in which nothing
     # changed parses none.
     import feedparser

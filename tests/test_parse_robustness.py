@@ -270,3 +270,55 @@ def test_hostile_markup_is_reduced_to_its_text_in_one_pass() -> None:
     assert html_to_text("a<script>var x = '<p>';</script>b<style>p{}</STYLE >c") == "a b c"
     assert html_to_text("<p>Eins</p><p>Zwei<br>Drei</p>") == "Eins\nZwei\nDrei"
     assert html_to_text("a < b <i>kursiv</i>") == "a < b kursiv"
+
+
+def _both_paths(body: bytes) -> list[ParsedFeed]:
+    """The reference parser and the pipeline's entry point (the fast parser first)."""
+    from monitor.parse_pool import parse_document
+
+    url = "https://example.org/feed.xml"
+    return [
+        parse_feed(body, url=url, fetched_at=NOW, content_type="application/rss+xml; charset=utf-8"),
+        parse_document(body, url, NOW, "application/rss+xml; charset=utf-8"),
+    ]
+
+
+@pytest.mark.parametrize("ref", ["&#xD800;", "&#x110000;", "&#99999999999;", "&#0;", "&#x1;"])
+def test_one_item_with_a_character_xml_forbids_does_not_cost_the_feed(ref: str) -> None:
+    """feedparser raised on such references (the whole feed became 'not a feed', every other item
+    missed while that one stayed in it); a NUL cannot be stored in PostgreSQL."""
+    good = [FakeEntry(f"g{i}", f"Gipfel {i}", "Text") for i in range(3)]
+    body = rss([*good, FakeEntry("bad", "Gipfel X", "Text")]).replace("Gipfel X", f"Gipfel{ref}X")
+    for parsed in _both_paths(body.encode()):
+        assert parsed.is_feed and [e.entry_id for e in parsed.entries] == ["g0", "g1", "g2", "bad"]
+        assert parsed.entries[3].title == "Gipfel\ufffdX"
+        assert any("character reference" in p for p in parsed.problems)
+
+
+def test_a_raw_nul_byte_never_reaches_the_entries() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title><item>'
+        b"<title>Gipfel\x00 in Graz</title><guid isPermaLink='false'>g\x001</guid>"
+        b"<link>https://example.org/a\x00b</link></item></channel></rss>"
+    )
+    for parsed in _both_paths(body):
+        (entry,) = parsed.entries
+        assert (entry.title, entry.entry_id, entry.url) == ("Gipfel in Graz", "g1", "https://example.org/ab")
+
+
+def test_a_stray_latin1_byte_does_not_turn_a_utf8_feed_into_mojibake() -> None:
+    """feedparser read the whole document as windows-1252 ('GrÃ¼ÃŸe'): stored items were rewritten
+    and no longer matched their umlaut terms."""
+    entries = [FakeEntry(f"g{i}", f"Grüße aus Köln {i}", "Schöne Grüße") for i in range(3)]
+    body = rss([*entries, FakeEntry("x", "Preis 5 EUR", "Text")]).encode().replace(b"5 EUR", b"5 \xa4")
+    for parsed in _both_paths(body):
+        assert [e.title for e in parsed.entries[:3]] == [f"Grüße aus Köln {i}" for i in range(3)]
+        assert parsed.entries[3].title == "Preis 5 \ufffd"
+        assert any("not UTF-8" in p for p in parsed.problems)
+    # A Latin-1 document without a declaration is still read as Latin-1.
+    latin = rss(entries).replace('encoding="UTF-8"', 'encoding="ISO-8859-1"').encode("latin-1")
+    latin = latin.replace(b' encoding="ISO-8859-1"', b"")
+    parsed = parse_feed(
+        latin, url="https://example.org/feed.xml", fetched_at=NOW, content_type="application/rss+xml"
+    )
+    assert [e.title for e in parsed.entries] == [f"Grüße aus Köln {i}" for i in range(3)]
