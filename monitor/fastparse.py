@@ -48,6 +48,14 @@ _CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._-]+)""", re.I)
 # Matched case-insensitively, so a mixed-case "<!DocType" or "<!EnTiTy" is declined too (the
 # reference path neutralises such declarations; this parser must never see them).
 _RISKY_MARKUP = (b"<!doctype", b"<!entity", b"xml:base")
+# Element names where the two parsers pick differently (found by a differential audit of documents
+# the fast path took): feedparser reads itunes:summary as the entry's content and an RSS xhtml:body as
+# its summary; element names in other than lower case are read by feedparser only.
+_DIFFERING_MARKUP = (b"<itunes:summary", b":body>")
+_CASED_ELEMENT_RE = re.compile(
+    rb"</?(?:Title|TITLE|Link|LINK|Guid|GUID|Item|ITEM|Description|DESCRIPTION|PubDate|PUBDATE|Channel|CHANNEL)\b"
+)
+_RSS20_VERSION_RE = re.compile(rb"""<rss\b[^>]*\bversion\s*=\s*["']2\.0["']""")
 _XML_MEDIA_TYPES = {"application/xml", "text/xml"}
 _XML_ROOT_RE = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(rss|feed|rdf:RDF)\b", re.S)
 
@@ -114,6 +122,34 @@ def _acceptable_bytes(body: bytes, content_type: str | None) -> bool:
     return not (valid_utf8 and not body.isascii())
 
 
+def _parsers_differ(body: bytes, raw: Any) -> bool:
+    """Document-level shapes where feedparser reads something else than feedparser-rs (each found
+    by the differential test): the markup above, an item-level atom:link (feedparser takes it as the
+    link), items repeating their title or description (feedparser keeps the first), items outside
+    the channel or otherwise not all read, an <rss> without version="2.0"."""
+    if any(markup in body for markup in _DIFFERING_MARKUP) or _CASED_ELEMENT_RE.search(body):
+        return True
+    if raw.version == "atom10":
+        return False
+    first_item = body.find(b"<item")
+    if first_item != -1 and body.find(b"<atom:link", first_item) != -1:
+        return True
+    items = body.count(b"</item>")
+    if items != len(raw.entries):
+        return True
+    # Titles and descriptions inside the items (the channel's and an image's are outside them): more
+    # than one per item means some item repeats one.
+    outside = body[:first_item] + body[body.rfind(b"</item>") :] if first_item != -1 else body
+    for tag in (b"<title", b"<description"):
+        if body.count(tag) - outside.count(tag) > items:
+            return True
+    return raw.version == "rss20" and _RSS20_VERSION_RE.search(body[:4096]) is None
+
+
+def _alternates(raw_entry: Any) -> int:
+    return sum(1 for link in raw_entry.get("links") or () if (link.get("rel") or "alternate") == "alternate")
+
+
 def _entry_content(raw: Any) -> str:
     best = ""
     for c in raw.get("content") or []:
@@ -142,7 +178,7 @@ def parse_feed_fast(
         raw = _fprs.parse(body, sanitize_html=False, resolve_relative_uris=False)
     except Exception:
         return None
-    if raw.bozo or raw.version not in _ACCEPTED_VERSIONS:
+    if raw.bozo or raw.version not in _ACCEPTED_VERSIONS or _parsers_differ(body, raw):
         return None
     feed_meta = raw.feed
     problems: list[str] = []
@@ -166,6 +202,12 @@ def parse_feed_fast(
         if "\ufffd" in title or "\ufffd" in summary or "\ufffd" in content:
             return None  # a decoding problem: the reference parser reports it
         raw_link = raw_entry.get("link")
+        if raw_link and "&amp;" in raw_link:
+            return None  # a doubly escaped '&': feedparser unescapes it once more
+        if raw.version == "atom10" and _alternates(raw_entry) > 1:
+            return None  # feedparser prefers the text/html one
+        if raw.version == "rss10" and raw_entry.get("content"):
+            return None  # RSS 1.0 content:encoded: feedparser keeps it as the summary
         if raw_link == "":
             # feedparser-rs blanks links to loopback/private addresses (and keeps <link></link>
             # empty): feedparser keeps them, and the fetch stage decides what may be fetched.
