@@ -165,14 +165,29 @@ class _Step:
         raise NotImplementedError
 
 
+_CONDITIONAL_HEADERS = ("if-none-match", "if-modified-since")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 class _ZlibStep(_Step):
     def __init__(self, wbits: int, raw_fallback: bool = False) -> None:
         self._wbits = wbits
+        self._gzip = wbits > zlib.MAX_WBITS  # gzip framing: a body may hold several members
+        self._carry = b""  # the first byte of a next member's header, when a chunk ended there
         self._raw_fallback = raw_fallback
         self._started = False
         self._obj = zlib.decompressobj(wbits)
 
     def feed(self, data: bytes, limit: int) -> bytes:
+        if self._gzip and self._obj.eof:  # a member ended with the last chunk: is another one next?
+            data = self._carry + self._obj.unused_data + data
+            self._carry = b""
+            if len(data) < len(_GZIP_MAGIC) and _GZIP_MAGIC.startswith(data):
+                self._carry = data  # too short to tell yet
+                return b""
+            if not data.startswith(_GZIP_MAGIC):
+                return b""
+            self._obj = zlib.decompressobj(self._wbits)
         try:
             out = self._obj.decompress(data, limit)
         except zlib.error as exc:
@@ -183,6 +198,20 @@ class _ZlibStep(_Step):
                 return self.feed(data, limit)
             raise UndecodableBody(f"corrupt compressed body: {exc}") from None
         self._started = True
+        # A gzip body may be several members one after another (gzip's own format; `cat a.gz b.gz`):
+        # go on with the next one. Anything else after a member is ignored, as before.
+        while (
+            self._gzip
+            and self._obj.eof
+            and self._obj.unused_data.startswith(_GZIP_MAGIC)
+            and len(out) < limit
+        ):
+            rest = self._obj.unused_data
+            self._obj = zlib.decompressobj(self._wbits)
+            try:
+                out += self._obj.decompress(rest, limit - len(out))
+            except zlib.error as exc:
+                raise UndecodableBody(f"corrupt compressed body: {exc}") from None
         # Input left unconsumed means the output hit ``limit``: the caller sees len(out) == limit.
         return out
 
@@ -415,6 +444,11 @@ class Fetcher:
                 if current != url and all_permanent:
                     result.permanent_redirect = current
                 if response.status_code == 304:
+                    if not any(k.lower() in _CONDITIONAL_HEADERS for k in headers):
+                        # "Not modified" since what? Nothing was asked: a server that answers every
+                        # request so would otherwise look healthy forever while serving nothing.
+                        result.error_kind = "http"
+                        result.error = "HTTP 304 Not Modified to a request that was not conditional"
                     return
                 if response.status_code >= 400:
                     result.error_kind = "http"

@@ -176,6 +176,28 @@ def test_gzip_and_raw_deflate_bodies_are_decoded(feed_server: FeedServer) -> Non
         assert result.ok and result.body == FEED, path
 
 
+def test_a_gzip_body_of_several_members_is_read_whole(feed_server: FeedServer) -> None:
+    """gzip's format allows members one after another (`cat a.gz b.gz`); only the first was read."""
+    import gzip
+
+    half = len(FEED) // 2
+    members = gzip.compress(FEED[:half]) + gzip.compress(FEED[half:])
+    feed_server.route("/two.xml", serve_bytes(members, {"Content-Encoding": "gzip"}))
+    result = fetch(feed_server.url("/two.xml"))
+    assert result.ok and result.body == FEED
+    # Several members inflate within the cap like one.
+    decoder = CappedDecoder("gzip", cap=1000)
+    with pytest.raises(Exception, match=r"exceeds fetch\.max_bytes"):
+        decoder.feed(gzip.compress(b"a" * 600) + gzip.compress(b"b" * 600))
+
+
+def test_a_304_to_a_request_that_was_not_conditional_is_an_error(feed_server: FeedServer) -> None:
+    """A server that answers 304 without being asked "since when" would look healthy forever."""
+    feed_server.put("/liar.xml", b"", status=304)
+    result = fetch(feed_server.url("/liar.xml"))
+    assert not result.ok and result.error_kind == "http" and "not conditional" in (result.error or "")
+
+
 def test_corrupt_or_unknown_encoding_is_a_decode_error(feed_server: FeedServer) -> None:
     feed_server.route("/bad.xml", serve_bytes(b"not gzip at all", {"Content-Encoding": "gzip"}))
     feed_server.route("/zz.xml", serve_bytes(b"x", {"Content-Encoding": "compress"}))
