@@ -297,6 +297,45 @@ def test_a_moved_receiver_is_named_and_not_retried_for_hours(
     assert rows[1].status == "pending" and "https://hooks.example.org/kurz" in (rows[1].last_error or "")
 
 
+def test_alerts_for_a_channel_no_longer_configured_are_named_and_sent_once_it_is_back(
+    project: Project, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unnamed webhook whose URL was corrected is a new channel: its queued alerts wait under the
+    old name. The worker says so, and giving the channel that name sends them."""
+    receiver.secret = None
+    config = _config(project, [{"url": receiver.url, "name": "neu"}])
+    store = Store(config.database)
+    add_developments(store, ["webhook:3f2a9c1b"], ["Gipfel verschoben"])
+    with caplog.at_level("WARNING", logger="monitor.alert.worker"):
+        assert deliver(config).claimed == 0
+    (warning,) = [r for r in caplog.records if "not configured" in r.getMessage()]
+    assert warning.channels == "webhook:3f2a9c1b (1)"
+    assert receiver.requests == []
+    config = _config(project, [{"url": receiver.url, "name": "3f2a9c1b"}])
+    assert deliver(config).sent == 1 and len(receiver.accepted) == 1
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "start"),
+    [
+        ("Europe/Berlin", "2026-03-01T12:00:00+00:00", "2026-02-28T23:00:00+00:00"),  # CET
+        ("Europe/Berlin", "2026-07-01T23:30:00+00:00", "2026-07-01T22:00:00+00:00"),  # CEST, local 01:30
+        ("UTC", "2026-07-01T23:30:00+00:00", "2026-07-01T00:00:00+00:00"),
+    ],
+)
+def test_a_daily_digest_covers_a_local_day(
+    monkeypatch: pytest.MonkeyPatch, zone: str, now: str, start: str
+) -> None:
+    from datetime import datetime
+
+    from monitor.alert.worker import digest_boundary
+
+    monkeypatch.setenv("MONITOR_TIMEZONE", zone)
+    assert digest_boundary(datetime.fromisoformat(now), 86400) == datetime.fromisoformat(start)
+    # An hourly digest starts on the hour, as before.
+    assert digest_boundary(datetime.fromisoformat(now), 3600).minute == 0
+
+
 def test_filters_min_score_and_stories(project: Project, receiver: WebhookReceiver) -> None:
     other = {**STORY, "id": "other-story", "title": "Andere Geschichte"}
     project.write(

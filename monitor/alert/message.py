@@ -121,11 +121,15 @@ def local_time(ts: Any) -> str:
             ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
         except ValueError:
             return ts
+    return ts.astimezone(local_zone()).strftime("%d.%m.%Y %H:%M")
+
+
+def local_zone() -> ZoneInfo:
+    """The users' time zone: ``MONITOR_TIMEZONE``, default Europe/Berlin (UTC if it is unknown)."""
     try:
-        zone = ZoneInfo(os.environ.get("MONITOR_TIMEZONE", "Europe/Berlin"))
+        return ZoneInfo(os.environ.get("MONITOR_TIMEZONE", "Europe/Berlin"))
     except Exception:
-        zone = ZoneInfo("UTC")
-    return ts.astimezone(zone).strftime("%d.%m.%Y %H:%M")
+        return ZoneInfo("UTC")
 
 
 def highlight(sentence: str, baseline_text: str) -> list[tuple[str, bool]]:

@@ -32,7 +32,7 @@ import httpx
 
 from monitor.alert.apprise_channel import AppriseSender
 from monitor.alert.email import EmailSender
-from monitor.alert.message import AlertMessage, DeliveryError, Renderer, SendResult
+from monitor.alert.message import AlertMessage, DeliveryError, Renderer, SendResult, local_zone
 from monitor.alert.webhook import WebhookSender
 from monitor.config import AppriseConfig, Config, EmailConfig, RetryConfig, WebhookConfig
 from monitor.store import Store
@@ -55,6 +55,17 @@ class DeliveryRunReport:
     digests: int = 0
     superseded: int = 0  # claimed, then taken over by another worker before the send: not sent here
     errors: list[str] = field(default_factory=list)
+
+
+def digest_boundary(now: datetime, every: float) -> datetime:
+    """The start of the digest period ``now`` is in: periods are aligned in the users' time zone
+    (``MONITOR_TIMEZONE``, default Europe/Berlin), so a daily digest covers a local day and goes out
+    at local midnight, not at 01:00 or 02:00 (UTC midnight). Hourly and shorter periods are the same
+    in every zone with whole-hour offsets."""
+    offset = now.astimezone(local_zone()).utcoffset()
+    shift = offset.total_seconds() if offset is not None else 0.0
+    start = math.floor((now.timestamp() + shift) / every) * every - shift
+    return datetime.fromtimestamp(start, UTC)
 
 
 def backoff_seconds(
@@ -108,6 +119,7 @@ class Deliverer:
         self.story_titles = {s.id: s.title for s in config.stories}
         self._limiter = limiter or anyio.CapacityLimiter(1)
         self._lock = anyio.Lock()
+        self._stranded_checked = False  # see _warn_stranded
         self._client: httpx.AsyncClient | None = None
         self._crash = _CrashHook()
 
@@ -163,6 +175,9 @@ class Deliverer:
         if not channels:
             return report
         async with self._lock:
+            if not self._stranded_checked:
+                self._stranded_checked = True
+                await self._warn_stranded()
             await self._build_digests(now or utcnow(), report)
             instant = [n for n, c in channels.items() if c.mode == "instant"]
             digest = [n for n, c in channels.items() if c.mode == "digest"]
@@ -177,12 +192,22 @@ class Deliverer:
                     break
         return report
 
+    async def _warn_stranded(self) -> None:
+        """Once per process: alerts queued for channels the config no longer has (renamed, or an
+        unnamed webhook whose URL changed) wait for a channel of that name; say so, and how."""
+        stranded = await self._db(self.outbox.stranded, list(self.channels))
+        if stranded:
+            log.warning(
+                "alerts are waiting for channels that are not configured; to send them, give a "
+                "configured channel that name (e.g. `name: 3f2a9c1b` for webhook:3f2a9c1b)",
+                extra={"channels": ", ".join(f"{c} ({n})" for c, n in sorted(stranded.items()))},
+            )
+
     async def _build_digests(self, now: datetime, report: DeliveryRunReport) -> None:
         for name, options in self.channels.items():
             if options.mode != "digest":
                 continue
-            every = options.digest_every
-            boundary = datetime.fromtimestamp(math.floor(now.timestamp() / every) * every, UTC)
+            boundary = digest_boundary(now, options.digest_every)
             key = f"digest-{name}-{boundary:%Y%m%dT%H%M%SZ}"
             result = await self._db(
                 self.outbox.build_digest,

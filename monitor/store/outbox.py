@@ -426,6 +426,17 @@ class Outbox:
             session.commit()
             return result.rowcount == 1
 
+    def stranded(self, configured: Sequence[str]) -> dict[str, int]:
+        """Undelivered deliveries (pending or being sent) per channel that is not configured: no
+        worker claims them until a channel of that name is configured again."""
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Delivery.channel, func.count())
+                .where(Delivery.status.in_(("pending", "sending")), Delivery.channel.not_in(list(configured)))
+                .group_by(Delivery.channel)
+            ).all()
+            return {channel: int(n) for channel, n in rows}
+
     def counts(self) -> dict[str, int]:
         with self.store.session() as session:
             return dict(
