@@ -507,7 +507,9 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
         loader = _SAFE_LOADER(text)
         try:
             node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
+            # Before constructing: that flattens merge keys (``<<``) into the mapping nodes.
+            duplicates = _duplicate_keys(node) if node is not None else []
+            data = loader.construct_document(node) if node is not None and not duplicates else None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -517,6 +519,8 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
         raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if duplicates:
+        raise ConfigError("\n".join(f"{source}: {d}" for d in duplicates))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -528,6 +532,58 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, node, _env_override_paths(env))) from None
     return _resolve_database_url(config)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_KeyLink = tuple[Any, "_KeyLink"] | None
+
+
+def _duplicate_keys(root: yaml.Node) -> list[str]:
+    """Every key written twice in one mapping, as ``path (line N): duplicate key (first on line M)``.
+    YAML loaders keep the last value and drop the first without a word: two ``fetch:`` sections, or a
+    feed with two ``url:`` keys, would silently lose half of what was written. Merge keys (``<<``)
+    may be overridden, as YAML means them to be."""
+    found: list[tuple[int, str]] = []
+    seen: set[int] = set()  # aliases share nodes: each is walked once (and an alias loop ends)
+    # Collections only, each with its key path as a linked list, (key, parent's link): a whole path
+    # per node was most of the walk's time, and a path is only needed for a duplicate.
+    stack: list[tuple[yaml.Node, _KeyLink]] = [(root, None)]
+    collections = (yaml.MappingNode, yaml.SequenceNode)
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(
+                (item, (i, where)) for i, item in enumerate(node.value) if isinstance(item, collections)
+            )
+            continue
+        pairs = node.value
+        keys = {(k.tag, k.value) for k, _ in pairs if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE_TAG}
+        if len(keys) != len(pairs):  # a duplicate (or a merge key, or a complex key): look closer
+            first: dict[tuple[str, str], int] = {}
+            for key_node, _ in pairs:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                    continue
+                key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+                if key in first:
+                    path = format_loc(_unlink((key_node.value, where)))
+                    found.append((line, f"{path} (line {line}): duplicate key (first on line {first[key]})"))
+                first.setdefault(key, line)
+        for key_node, value_node in pairs:
+            if isinstance(value_node, collections):
+                merged = not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG
+                stack.append((value_node, where if merged else (key_node.value, where)))
+    return [message for _, message in sorted(found)]
+
+
+def _unlink(link: _KeyLink) -> tuple[Any, ...]:
+    parts = []
+    while link is not None:
+        part, link = link
+        parts.append(part)
+    return tuple(reversed(parts))
 
 
 def _env_override_paths(env: Mapping[str, str]) -> dict[tuple[str, ...], str]:

@@ -161,3 +161,31 @@ def test_a_bad_database_url_is_reported_without_its_password(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:  # the same value from the environment
         load_config(path, env={"MONITOR_DATABASE_URL": "postgres:/u:Geheim-4711@h/db"})
     assert "Geheim-4711" not in str(info.value)
+
+
+def test_duplicate_keys_are_errors_naming_path_and_both_lines(project: Project) -> None:
+    # YAML loaders keep the last of two equal keys: the first `fetch:` or `url:` vanished unseen.
+    project.write(
+        "fetch:\n  concurrency: 4\nfetch:\n  timeout: 5s\n"
+        "feeds:\n  - name: a\n    url: http://127.0.0.1:9/a\n    url: http://127.0.0.1:9/b\n"
+    )
+    result = project.cli("feeds")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"{project.config_path}: fetch (line 3): duplicate key (first on line 1)" in result.stderr
+    assert f"{project.config_path}: feeds[0].url (line 8): duplicate key (first on line 7)" in result.stderr
+
+
+def test_merge_keys_may_be_overridden_and_aliases_are_not_duplicates() -> None:
+    text = (
+        "feeds:\n  - &feed {name: a, url: 'http://127.0.0.1:9/a', interval: 10m}\n"
+        "  - {<<: *feed, name: b, interval: 20m}\n  - {<<: *feed, name: c}\n"
+    )
+    config = parse_config(text, env={})
+    assert [(f.name, f.url, f.interval) for f in config.feeds] == [
+        ("a", "http://127.0.0.1:9/a", 600),
+        ("b", "http://127.0.0.1:9/a", 1200),
+        ("c", "http://127.0.0.1:9/a", 600),
+    ]
+    with pytest.raises(ConfigError, match=r"feeds\[1\].name \(line 3\): duplicate key \(first on line 3\)"):
+        parse_config(text.replace("name: b,", "name: b, name: d,"), env={})
