@@ -67,6 +67,20 @@ def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 DurationOrZero = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
 
+# A feed is polled once per interval: '5ms' (a typo for '5m') polled one feed 284 times in 8 s.
+# Timeouts, retry backoff and the like keep sub-second values (tests use '0.05s').
+MIN_POLL_INTERVAL = 1.0
+
+
+def parse_poll_interval(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds < MIN_POLL_INTERVAL:
+        raise ValueError(f"{value!r} is below the minimum poll interval of {MIN_POLL_INTERVAL:g}s")
+    return seconds
+
+
+PollInterval = Annotated[float, BeforeValidator(parse_poll_interval)]
+
 
 def check_http_url(value: str) -> str:
     """An absolute http(s) URL with a host; anything else is a config error."""
@@ -118,7 +132,7 @@ class FetchConfig(StrictModel):
     allow_private_addresses: bool = Field(
         False, description="let article links (full text) reach private/loopback addresses"
     )
-    interval: Duration = Field(300.0, description="default poll interval of a feed")
+    interval: PollInterval = Field(300.0, description="default poll interval of a feed (at least 1s)")
     jitter: DurationOrZero = Field(10.0, description="random delay added to each scheduled poll")
     alert_after: Duration = Field(6 * 3600.0, description="raise 'source down' after failing this long")
     max_backoff: Duration = Field(6 * 3600.0, description="longest wait between polls of a failing feed")
@@ -127,7 +141,7 @@ class FetchConfig(StrictModel):
 class FeedConfig(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     url: HttpUrl
-    interval: Duration | None = None
+    interval: PollInterval | None = None
     fulltext: bool = False
 
     @field_validator("name")
