@@ -443,6 +443,11 @@ class Config(StrictModel):
     source: str = Field("<defaults>", exclude=True)
     _feeds_by_name: dict[str, FeedConfig] | None = PrivateAttr(default=None)
 
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        return check_database_url(v)
+
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         seen: set[str] = set()
@@ -642,19 +647,61 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str], source: st
     return data
 
 
+_SQLITE_SCHEMES = ("sqlite", "sqlite+pysqlite")
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")  # psycopg 3, the driver we ship
+
+
+def check_database_url(url: str) -> str:
+    """A SQLite file or PostgreSQL: the stores we support. An in-memory SQLite database would be
+    empty for every command (and the daemon's own connections: 'no such table'), any other database
+    fails later with a missing driver."""
+    shown = re.sub(r":[^/@:]*@", ":***@", url)  # never print a password
+    m = re.match(r"^([a-z][a-z0-9+]*)://", url)
+    if not m:
+        raise ValueError(f"{shown!r} is not an SQLAlchemy URL")
+    scheme, rest = m.group(1), url[m.end() :]
+    if scheme in _POSTGRES_SCHEMES:
+        return url
+    if scheme not in _SQLITE_SCHEMES:
+        raise ValueError(
+            f"{shown!r}: {scheme!r} is not supported; use a SQLite file (sqlite:///path/to/monitor.sqlite3) "
+            "or PostgreSQL (postgresql://user:pass@host/db)"
+        )
+    if rest and not rest.startswith("/"):
+        raise ValueError(
+            f"{shown!r}: a SQLite URL has no host: sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    path, _, query = rest[1:].partition("?")
+    memory = path in ("", ":memory:") or (
+        path.startswith("file:") and (path.startswith("file::memory:") or "mode=memory" in query)
+    )
+    if memory:
+        raise ValueError(
+            f"{shown!r} is an in-memory SQLite database (nothing would be kept); "
+            "name a file: sqlite:///path/to/monitor.sqlite3"
+        )
+    return url
+
+
 def _resolve_database_url(config: Config) -> Config:
-    """A relative SQLite path is relative to the config file's folder."""
+    """A relative SQLite path is relative to the config file's folder; ``~`` is the home folder
+    (SQLite would otherwise create a folder named ``~``)."""
     url = config.database
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rel = url[len(prefix) :]
-        if rel and rel != ":memory:" and not rel.startswith("file:"):
-            resolved = (config.base_dir / rel).resolve()
-            return config.model_copy(update={"database": f"sqlite:///{resolved}"})
-    if not re.match(r"^[a-z][a-z0-9+]*://", url):
-        shown = re.sub(r":[^/@:]*@", ":***@", url)  # never print a password
-        raise ConfigError(f"{config.source}: database: {shown!r} is not an SQLAlchemy URL")
-    return config
+    scheme, _, rest = url.partition(":///")
+    if scheme not in _SQLITE_SCHEMES or rest.startswith("file:"):
+        return config
+    path, sep, query = rest.partition("?")
+    if path.startswith("/"):
+        return config
+    try:
+        resolved = Path(path).expanduser()
+    except RuntimeError:  # no such user, or no home folder
+        resolved = Path(path)
+    if path.startswith("~") and not resolved.is_absolute():
+        raise ConfigError(f"{config.source}: database: cannot expand {path.split('/')[0]!r} (no such user?)")
+    if not resolved.is_absolute():
+        resolved = (config.base_dir / path).resolve()
+    return config.model_copy(update={"database": f"{scheme}:///{resolved}{sep}{query}"})
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:

@@ -44,7 +44,7 @@ FEED = {"name": "zeitung", "url": "http://127.0.0.1:9/feed.xml"}
         ),
         ("alerts:\n  webhooks:\n    - {secret_env: X}\n", "alerts.webhooks[0].url (line 3): Field required"),
         ("- just\n- a list\n", "the top level must be a mapping"),
-        ("database: 'kein url'\n", "database: 'kein url' is not an SQLAlchemy URL"),
+        ("database: 'kein url'\n", "database (line 1): 'kein url' is not an SQLAlchemy URL"),
     ],
 )
 def test_config_errors_name_file_path_and_problem(project: Project, text: str, expected: str) -> None:
@@ -214,3 +214,60 @@ def test_poll_intervals_below_one_second_are_errors_naming_the_key_and_the_minim
     )
     assert config.feeds[0].interval == 1.0 and config.fetch.interval == 1.0
     assert (config.fetch.timeout, config.fetch.max_backoff, config.alerts.retry.backoff) == (0.5, 0.2, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # In memory: every command (and every connection of the daemon) saw an empty database.
+        ("sqlite://", "'sqlite://' is an in-memory SQLite database"),
+        ("sqlite:///", "'sqlite:///' is an in-memory SQLite database"),
+        ("sqlite:///:memory:", "'sqlite:///:memory:' is an in-memory SQLite database"),
+        ("sqlite:///file::memory:?cache=shared&uri=true", "is an in-memory SQLite database"),
+        ("sqlite://db.example/x.sqlite3", "a SQLite URL has no host"),
+        # No driver for these: a ModuleNotFoundError traceback on the first command.
+        (
+            "mysql://monitor:Geheim-4711@db.example/monitor",
+            "'mysql://monitor:***@db.example/monitor': 'mysql' is not supported",
+        ),
+        ("postgresql+psycopg2://db.example/monitor", "'postgresql+psycopg2' is not supported"),
+    ],
+)
+def test_unsupported_database_urls_are_config_errors(project: Project, url: str, expected: str) -> None:
+    project.write(f"database: '{url}'\nfeeds: []\n")
+    result = project.cli("feeds")
+    assert result.exit_code == 2
+    assert f"{project.config_path}: database (line 1): '" in result.stderr
+    assert expected in result.stderr
+    assert "Geheim-4711" not in result.stderr
+
+
+def test_a_sqlite_path_may_start_with_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    path = work / "feeds.yaml"
+    path.write_text("database: sqlite:///~/monitor/m.sqlite3\nfeeds: []\n")
+    config = load_config(path, env={})
+    assert config.database == f"sqlite:///{home}/monitor/m.sqlite3"
+    # And where a URL reaches the store directly (the alembic command line reads
+    # $MONITOR_DATABASE_URL itself): the same file, not a folder named '~'.
+    from monitor.store import make_engine
+
+    engine = make_engine("sqlite:///~/direct.sqlite3")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    finally:
+        engine.dispose()
+    assert (home / "direct.sqlite3").is_file()
+    assert not (work / "~").exists() and not (tmp_path / "~").exists()
+    # PostgreSQL in all its spellings, and relative SQLite paths, are still fine.
+    for url in ("postgresql://u@h/db", "postgres://u@h/db", "postgresql+psycopg://u@h/db"):
+        assert load_config(path, env={"MONITOR_DATABASE_URL": url}).database == url
+    relative = load_config(path, env={"MONITOR_DATABASE_URL": "sqlite+pysqlite:///db/m.sqlite3?timeout=5"})
+    assert relative.database == f"sqlite+pysqlite:///{work}/db/m.sqlite3?timeout=5"
