@@ -102,9 +102,10 @@ HttpUrl = Annotated[str, BeforeValidator(check_http_url)]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
+    """Unknown keys are errors: a typo must never be silently ignored. Values are not coerced
+    (``strict``): ``true`` is not the number 1, ``4.5`` not the count 4, ``"8"`` not 8."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --- sections --------------------------------------------------------------------------------

@@ -271,3 +271,29 @@ def test_a_sqlite_path_may_start_with_the_home_folder(
         assert load_config(path, env={"MONITOR_DATABASE_URL": url}).database == url
     relative = load_config(path, env={"MONITOR_DATABASE_URL": "sqlite+pysqlite:///db/m.sqlite3?timeout=5"})
     assert relative.database == f"sqlite+pysqlite:///{work}/db/m.sqlite3?timeout=5"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Each was coerced before: true to 1, 4.0 to 4, '9464' to 9464, yes to 1.0, 1 to true.
+        ("fetch: {concurrency: true}\n", "fetch.concurrency (line 1): Input should be a valid integer"),
+        ("fetch: {concurrency: 4.0}\n", "fetch.concurrency (line 1): Input should be a valid integer"),
+        ("ops: {port: '9464'}\n", "ops.port (line 1): Input should be a valid integer"),
+        ("alerts: {retry: {jitter: yes}}\n", "alerts.retry.jitter (line 1): Input should be a valid number"),
+        ("fetch: {http2: 1}\n", "fetch.http2 (line 1): Input should be a valid boolean"),
+    ],
+)
+def test_values_are_not_coerced_between_types(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    assert expected in str(info.value)
+
+
+def test_numbers_still_read_as_numbers_from_the_file_and_the_environment() -> None:
+    config = parse_config(
+        "fetch: {concurrency: 8}\nalerts: {retry: {jitter: 0}}\nops: {port: 0}\n",
+        env={"MONITOR_FETCH__PER_HOST": "3", "MONITOR_FETCH__HTTP2": "true", "MONITOR_ALERTS__BATCH": "7"},
+    )
+    assert (config.fetch.concurrency, config.fetch.per_host, config.fetch.http2) == (8, 3, True)
+    assert (config.alerts.retry.jitter, config.alerts.batch, config.ops.port) == (0.0, 7, 0)
