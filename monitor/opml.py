@@ -179,6 +179,9 @@ def import_into_config(config_path: Path, feeds: list[OpmlFeed]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    # A symlinked config (e.g. into a dotfiles or deployment repository): replace the file it points
+    # to, next to it; replacing the link itself would cut the config loose from its real file.
+    path = path.resolve()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import yaml
@@ -182,3 +183,17 @@ def test_import_into_a_config_with_duplicate_keys_is_a_clear_error_and_changes_n
     with pytest.raises(ConfigError, match=r"fetch \(line 6\): duplicate key \(first on line 4\)"):
         import_into_config(project.config_path, [OpmlFeed("neu", "https://neu.example/feed")])
     assert project.config_path.read_text(encoding="utf-8") == text
+
+
+def test_import_into_a_symlinked_config_writes_through_to_the_real_file(project: Project) -> None:
+    real = project.dir / "deploy" / "feeds.yaml"
+    real.parent.mkdir()
+    real.write_text(CONFIG, encoding="utf-8")
+    project.config_path.symlink_to(Path("deploy") / "feeds.yaml")  # a relative link, as usually made
+    (project.dir / "r.opml").write_text(OPML, encoding="utf-8")
+    result = project.cli("feeds", "import", str(project.dir / "r.opml"))
+    assert result.exit_code == 0, result.stderr
+    assert project.config_path.is_symlink()  # was: replaced by a regular file, the real one unchanged
+    assert project.config_path.readlink() == Path("deploy") / "feeds.yaml"
+    assert "Süddeutsche Zeitung" in real.read_text(encoding="utf-8")
+    assert [p.name for p in real.parent.iterdir()] == ["feeds.yaml"]  # no temporary file left behind
