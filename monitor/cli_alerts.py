@@ -87,7 +87,13 @@ def test_cmd(state: State, channel: str | None, as_json: bool) -> None:
     "--pending", "which", flag_value="pending", help="Only deliveries still to send (pending or sending)."
 )
 @click.option("--dead", "which", flag_value="dead", help="Only deliveries that gave up.")
-@click.option("--limit", default=200, show_default=True, help="At most this many, newest first.")
+@click.option(
+    "--limit",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),  # SQLite reads LIMIT -5 as no limit at all
+    help="At most this many, newest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
 @click.pass_obj
 @handle_errors

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from monitor.cli import EXIT_RUNTIME, State, _fail, handle_errors, print_json
+from monitor.cli import EXIT_CONFIG, EXIT_RUNTIME, State, _fail, handle_errors, print_json
 
 
 def _engine(state: State) -> Any:
@@ -32,11 +32,13 @@ def db() -> None:
 def upgrade_cmd(state: State, revision: str) -> None:
     """Apply pending migrations (safe while other nodes start: it takes the schema lock)."""
     from monitor.store import redact
-    from monitor.store.migrate import MigrationError, upgrade
+    from monitor.store.migrate import MigrationError, RevisionError, upgrade
 
     engine = _engine(state)
     try:
         applied = upgrade(engine, revision)
+    except RevisionError as exc:  # a bad --revision: a usage error
+        _fail(f"--revision: {exc}", EXIT_CONFIG)
     except MigrationError as exc:
         _fail(str(exc), EXIT_RUNTIME)
     finally:

@@ -67,6 +67,20 @@ def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 DurationOrZero = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
 
+# A feed is polled once per interval: '5ms' (a typo for '5m') polled one feed 284 times in 8 s.
+# Timeouts, retry backoff and the like keep sub-second values (tests use '0.05s').
+MIN_POLL_INTERVAL = 1.0
+
+
+def parse_poll_interval(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds < MIN_POLL_INTERVAL:
+        raise ValueError(f"{value!r} is below the minimum poll interval of {MIN_POLL_INTERVAL:g}s")
+    return seconds
+
+
+PollInterval = Annotated[float, BeforeValidator(parse_poll_interval)]
+
 
 def check_http_url(value: str) -> str:
     """An absolute http(s) URL with a host; anything else is a config error."""
@@ -88,9 +102,10 @@ HttpUrl = Annotated[str, BeforeValidator(check_http_url)]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
+    """Unknown keys are errors: a typo must never be silently ignored. Values are not coerced
+    (``strict``): ``true`` is not the number 1, ``4.5`` not the count 4, ``"8"`` not 8."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -118,7 +133,7 @@ class FetchConfig(StrictModel):
     allow_private_addresses: bool = Field(
         False, description="let article links (full text) reach private/loopback addresses"
     )
-    interval: Duration = Field(300.0, description="default poll interval of a feed")
+    interval: PollInterval = Field(300.0, description="default poll interval of a feed (at least 1s)")
     jitter: DurationOrZero = Field(10.0, description="random delay added to each scheduled poll")
     alert_after: Duration = Field(6 * 3600.0, description="raise 'source down' after failing this long")
     max_backoff: Duration = Field(6 * 3600.0, description="longest wait between polls of a failing feed")
@@ -127,7 +142,7 @@ class FetchConfig(StrictModel):
 class FeedConfig(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     url: HttpUrl
-    interval: Duration | None = None
+    interval: PollInterval | None = None
     fulltext: bool = False
 
     @field_validator("name")
@@ -429,6 +444,11 @@ class Config(StrictModel):
     source: str = Field("<defaults>", exclude=True)
     _feeds_by_name: dict[str, FeedConfig] | None = PrivateAttr(default=None)
 
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        return check_database_url(v)
+
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         seen: set[str] = set()
@@ -507,7 +527,9 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
         loader = _SAFE_LOADER(text)
         try:
             node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
+            # Before constructing: that flattens merge keys (``<<``) into the mapping nodes.
+            duplicates = _duplicate_keys(node) if node is not None else []
+            data = loader.construct_document(node) if node is not None and not duplicates else None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -517,6 +539,8 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
         raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if duplicates:
+        raise ConfigError("\n".join(f"{source}: {d}" for d in duplicates))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -528,6 +552,58 @@ def parse_config(text: str, *, source: str = "<string>", env: Mapping[str, str] 
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, node, _env_override_paths(env))) from None
     return _resolve_database_url(config)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_KeyLink = tuple[Any, "_KeyLink"] | None
+
+
+def _duplicate_keys(root: yaml.Node) -> list[str]:
+    """Every key written twice in one mapping, as ``path (line N): duplicate key (first on line M)``.
+    YAML loaders keep the last value and drop the first without a word: two ``fetch:`` sections, or a
+    feed with two ``url:`` keys, would silently lose half of what was written. Merge keys (``<<``)
+    may be overridden, as YAML means them to be."""
+    found: list[tuple[int, str]] = []
+    seen: set[int] = set()  # aliases share nodes: each is walked once (and an alias loop ends)
+    # Collections only, each with its key path as a linked list, (key, parent's link): a whole path
+    # per node was most of the walk's time, and a path is only needed for a duplicate.
+    stack: list[tuple[yaml.Node, _KeyLink]] = [(root, None)]
+    collections = (yaml.MappingNode, yaml.SequenceNode)
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(
+                (item, (i, where)) for i, item in enumerate(node.value) if isinstance(item, collections)
+            )
+            continue
+        pairs = node.value
+        keys = {(k.tag, k.value) for k, _ in pairs if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE_TAG}
+        if len(keys) != len(pairs):  # a duplicate (or a merge key, or a complex key): look closer
+            first: dict[tuple[str, str], int] = {}
+            for key_node, _ in pairs:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                    continue
+                key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+                if key in first:
+                    path = format_loc(_unlink((key_node.value, where)))
+                    found.append((line, f"{path} (line {line}): duplicate key (first on line {first[key]})"))
+                first.setdefault(key, line)
+        for key_node, value_node in pairs:
+            if isinstance(value_node, collections):
+                merged = not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG
+                stack.append((value_node, where if merged else (key_node.value, where)))
+    return [message for _, message in sorted(found)]
+
+
+def _unlink(link: _KeyLink) -> tuple[Any, ...]:
+    parts = []
+    while link is not None:
+        part, link = link
+        parts.append(part)
+    return tuple(reversed(parts))
 
 
 def _env_override_paths(env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -572,19 +648,61 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str], source: st
     return data
 
 
+_SQLITE_SCHEMES = ("sqlite", "sqlite+pysqlite")
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")  # psycopg 3, the driver we ship
+
+
+def check_database_url(url: str) -> str:
+    """A SQLite file or PostgreSQL: the stores we support. An in-memory SQLite database would be
+    empty for every command (and the daemon's own connections: 'no such table'), any other database
+    fails later with a missing driver."""
+    shown = re.sub(r":[^/@:]*@", ":***@", url)  # never print a password
+    m = re.match(r"^([a-z][a-z0-9+]*)://", url)
+    if not m:
+        raise ValueError(f"{shown!r} is not an SQLAlchemy URL")
+    scheme, rest = m.group(1), url[m.end() :]
+    if scheme in _POSTGRES_SCHEMES:
+        return url
+    if scheme not in _SQLITE_SCHEMES:
+        raise ValueError(
+            f"{shown!r}: {scheme!r} is not supported; use a SQLite file (sqlite:///path/to/monitor.sqlite3) "
+            "or PostgreSQL (postgresql://user:pass@host/db)"
+        )
+    if rest and not rest.startswith("/"):
+        raise ValueError(
+            f"{shown!r}: a SQLite URL has no host: sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    path, _, query = rest[1:].partition("?")
+    memory = path in ("", ":memory:") or (
+        path.startswith("file:") and (path.startswith("file::memory:") or "mode=memory" in query)
+    )
+    if memory:
+        raise ValueError(
+            f"{shown!r} is an in-memory SQLite database (nothing would be kept); "
+            "name a file: sqlite:///path/to/monitor.sqlite3"
+        )
+    return url
+
+
 def _resolve_database_url(config: Config) -> Config:
-    """A relative SQLite path is relative to the config file's folder."""
+    """A relative SQLite path is relative to the config file's folder; ``~`` is the home folder
+    (SQLite would otherwise create a folder named ``~``)."""
     url = config.database
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rel = url[len(prefix) :]
-        if rel and rel != ":memory:" and not rel.startswith("file:"):
-            resolved = (config.base_dir / rel).resolve()
-            return config.model_copy(update={"database": f"sqlite:///{resolved}"})
-    if not re.match(r"^[a-z][a-z0-9+]*://", url):
-        shown = re.sub(r":[^/@:]*@", ":***@", url)  # never print a password
-        raise ConfigError(f"{config.source}: database: {shown!r} is not an SQLAlchemy URL")
-    return config
+    scheme, _, rest = url.partition(":///")
+    if scheme not in _SQLITE_SCHEMES or rest.startswith("file:"):
+        return config
+    path, sep, query = rest.partition("?")
+    if path.startswith("/"):
+        return config
+    try:
+        resolved = Path(path).expanduser()
+    except RuntimeError:  # no such user, or no home folder
+        resolved = Path(path)
+    if path.startswith("~") and not resolved.is_absolute():
+        raise ConfigError(f"{config.source}: database: cannot expand {path.split('/')[0]!r} (no such user?)")
+    if not resolved.is_absolute():
+        resolved = (config.base_dir / path).resolve()
+    return config.model_copy(update={"database": f"{scheme}:///{resolved}{sep}{query}"})
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:

@@ -138,10 +138,20 @@ def import_into_config(config_path: Path, feeds: list[OpmlFeed]) -> str:
     """Append ``feeds`` to the config file's ``feeds:`` list, keeping everything else as written.
     Returns the new text; the file is replaced only when the new config validates."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     original = config_path.read_text(encoding="utf-8")
     yaml = _yaml()
-    data = yaml.load(original)
+    try:
+        data = yaml.load(original)
+    except YAMLError as exc:
+        # The loader's own error (duplicate key, bad YAML), naming the key path and line, rather
+        # than ruamel's traceback; ruamel's message only where the loader finds nothing wrong.
+        parse_config(original, source=str(config_path), env={})
+        mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = (exc.problem if isinstance(exc, MarkedYAMLError) else None) or "invalid YAML"
+        raise ConfigError(f"{config_path}: {where}cannot edit the config file: {problem}") from None
     if data is None:
         data = CommentedMap()
     if not isinstance(data, dict):
@@ -169,6 +179,9 @@ def import_into_config(config_path: Path, feeds: list[OpmlFeed]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    # A symlinked config (e.g. into a dotfiles or deployment repository): replace the file it points
+    # to, next to it; replacing the link itself would cut the config loose from its real file.
+    path = path.resolve()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -263,6 +263,20 @@ def test_dead_after_max_attempts_listed_and_retried_from_the_cli(
     assert project.cli("alerts", "retry", "999").exit_code == 1
 
 
+def test_alerts_list_limit_must_be_positive(project: Project, receiver: WebhookReceiver) -> None:
+    config = _config(project, [{"url": receiver.url, "name": "ops"}])
+    store = Store(config.database)
+    add_developments(store, ["webhook:ops"], ["Gipfel abgesagt", "Sanktionen verhängt", "Treffen geplatzt"])
+    listed = project.cli("alerts", "list", "--limit", "2", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert len(listed.json()) == 2
+    # SQLite reads LIMIT -5 as no limit: the whole outbox was listed.
+    for bad in ("-5", "0"):
+        result = project.cli("alerts", "list", "--limit", bad, "--json")
+        assert result.exit_code == 2, (bad, result.stdout)
+        assert "--limit" in result.stderr and result.stdout == ""
+
+
 def test_permanent_refusal_is_dead_at_once(project: Project, receiver: WebhookReceiver) -> None:
     config = _config(project, [{"url": receiver.url, "name": "ops"}])
     receiver.secret = None

@@ -44,7 +44,7 @@ FEED = {"name": "zeitung", "url": "http://127.0.0.1:9/feed.xml"}
         ),
         ("alerts:\n  webhooks:\n    - {secret_env: X}\n", "alerts.webhooks[0].url (line 3): Field required"),
         ("- just\n- a list\n", "the top level must be a mapping"),
-        ("database: 'kein url'\n", "database: 'kein url' is not an SQLAlchemy URL"),
+        ("database: 'kein url'\n", "database (line 1): 'kein url' is not an SQLAlchemy URL"),
     ],
 )
 def test_config_errors_name_file_path_and_problem(project: Project, text: str, expected: str) -> None:
@@ -161,3 +161,139 @@ def test_a_bad_database_url_is_reported_without_its_password(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:  # the same value from the environment
         load_config(path, env={"MONITOR_DATABASE_URL": "postgres:/u:Geheim-4711@h/db"})
     assert "Geheim-4711" not in str(info.value)
+
+
+def test_duplicate_keys_are_errors_naming_path_and_both_lines(project: Project) -> None:
+    # YAML loaders keep the last of two equal keys: the first `fetch:` or `url:` vanished unseen.
+    project.write(
+        "fetch:\n  concurrency: 4\nfetch:\n  timeout: 5s\n"
+        "feeds:\n  - name: a\n    url: http://127.0.0.1:9/a\n    url: http://127.0.0.1:9/b\n"
+    )
+    result = project.cli("feeds")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"{project.config_path}: fetch (line 3): duplicate key (first on line 1)" in result.stderr
+    assert f"{project.config_path}: feeds[0].url (line 8): duplicate key (first on line 7)" in result.stderr
+
+
+def test_merge_keys_may_be_overridden_and_aliases_are_not_duplicates() -> None:
+    text = (
+        "feeds:\n  - &feed {name: a, url: 'http://127.0.0.1:9/a', interval: 10m}\n"
+        "  - {<<: *feed, name: b, interval: 20m}\n  - {<<: *feed, name: c}\n"
+    )
+    config = parse_config(text, env={})
+    assert [(f.name, f.url, f.interval) for f in config.feeds] == [
+        ("a", "http://127.0.0.1:9/a", 600),
+        ("b", "http://127.0.0.1:9/a", 1200),
+        ("c", "http://127.0.0.1:9/a", 600),
+    ]
+    with pytest.raises(ConfigError, match=r"feeds\[1\].name \(line 3\): duplicate key \(first on line 3\)"):
+        parse_config(text.replace("name: b,", "name: b, name: d,"), env={})
+
+
+def test_poll_intervals_below_one_second_are_errors_naming_the_key_and_the_minimum() -> None:
+    # `5ms` for `5m` polled one feed 284 times in 8 s.
+    feed = "feeds:\n  - {name: a, url: 'http://127.0.0.1:9/a', interval: %s}\n"
+    with pytest.raises(
+        ConfigError, match=r"feeds\[0\].interval \(line 2\): '5ms' is below the minimum poll interval of 1s"
+    ):
+        parse_config(feed % "5ms", env={})
+    with pytest.raises(
+        ConfigError, match=r"fetch.interval \(line 1\): 0.5 is below the minimum poll interval of 1s"
+    ):
+        parse_config("fetch: {interval: 0.5}\n", env={})
+    with pytest.raises(
+        ConfigError, match=r"fetch.interval \(from environment MONITOR_FETCH__INTERVAL\): '999ms'"
+    ):
+        parse_config("", env={"MONITOR_FETCH__INTERVAL": "999ms"})
+    # One second is allowed (tests and the bench poll that fast); other durations keep sub-second values.
+    config = parse_config(
+        feed % "1s" + "fetch: {interval: 1000ms, timeout: 0.5s, alert_after: 1ms, max_backoff: 0.2s}\n"
+        "alerts: {deliver_every: 0.2s, retry: {backoff: 0.05s}}\n",
+        env={},
+    )
+    assert config.feeds[0].interval == 1.0 and config.fetch.interval == 1.0
+    assert (config.fetch.timeout, config.fetch.max_backoff, config.alerts.retry.backoff) == (0.5, 0.2, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # In memory: every command (and every connection of the daemon) saw an empty database.
+        ("sqlite://", "'sqlite://' is an in-memory SQLite database"),
+        ("sqlite:///", "'sqlite:///' is an in-memory SQLite database"),
+        ("sqlite:///:memory:", "'sqlite:///:memory:' is an in-memory SQLite database"),
+        ("sqlite:///file::memory:?cache=shared&uri=true", "is an in-memory SQLite database"),
+        ("sqlite://db.example/x.sqlite3", "a SQLite URL has no host"),
+        # No driver for these: a ModuleNotFoundError traceback on the first command.
+        (
+            "mysql://monitor:Geheim-4711@db.example/monitor",
+            "'mysql://monitor:***@db.example/monitor': 'mysql' is not supported",
+        ),
+        ("postgresql+psycopg2://db.example/monitor", "'postgresql+psycopg2' is not supported"),
+    ],
+)
+def test_unsupported_database_urls_are_config_errors(project: Project, url: str, expected: str) -> None:
+    project.write(f"database: '{url}'\nfeeds: []\n")
+    result = project.cli("feeds")
+    assert result.exit_code == 2
+    assert f"{project.config_path}: database (line 1): '" in result.stderr
+    assert expected in result.stderr
+    assert "Geheim-4711" not in result.stderr
+
+
+def test_a_sqlite_path_may_start_with_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    path = work / "feeds.yaml"
+    path.write_text("database: sqlite:///~/monitor/m.sqlite3\nfeeds: []\n")
+    config = load_config(path, env={})
+    assert config.database == f"sqlite:///{home}/monitor/m.sqlite3"
+    # And where a URL reaches the store directly (the alembic command line reads
+    # $MONITOR_DATABASE_URL itself): the same file, not a folder named '~'.
+    from monitor.store import make_engine
+
+    engine = make_engine("sqlite:///~/direct.sqlite3")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    finally:
+        engine.dispose()
+    assert (home / "direct.sqlite3").is_file()
+    assert not (work / "~").exists() and not (tmp_path / "~").exists()
+    # PostgreSQL in all its spellings, and relative SQLite paths, are still fine.
+    for url in ("postgresql://u@h/db", "postgres://u@h/db", "postgresql+psycopg://u@h/db"):
+        assert load_config(path, env={"MONITOR_DATABASE_URL": url}).database == url
+    relative = load_config(path, env={"MONITOR_DATABASE_URL": "sqlite+pysqlite:///db/m.sqlite3?timeout=5"})
+    assert relative.database == f"sqlite+pysqlite:///{work}/db/m.sqlite3?timeout=5"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Each was coerced before: true to 1, 4.0 to 4, '9464' to 9464, yes to 1.0, 1 to true.
+        ("fetch: {concurrency: true}\n", "fetch.concurrency (line 1): Input should be a valid integer"),
+        ("fetch: {concurrency: 4.0}\n", "fetch.concurrency (line 1): Input should be a valid integer"),
+        ("ops: {port: '9464'}\n", "ops.port (line 1): Input should be a valid integer"),
+        ("alerts: {retry: {jitter: yes}}\n", "alerts.retry.jitter (line 1): Input should be a valid number"),
+        ("fetch: {http2: 1}\n", "fetch.http2 (line 1): Input should be a valid boolean"),
+    ],
+)
+def test_values_are_not_coerced_between_types(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    assert expected in str(info.value)
+
+
+def test_numbers_still_read_as_numbers_from_the_file_and_the_environment() -> None:
+    config = parse_config(
+        "fetch: {concurrency: 8}\nalerts: {retry: {jitter: 0}}\nops: {port: 0}\n",
+        env={"MONITOR_FETCH__PER_HOST": "3", "MONITOR_FETCH__HTTP2": "true", "MONITOR_ALERTS__BATCH": "7"},
+    )
+    assert (config.fetch.concurrency, config.fetch.per_host, config.fetch.http2) == (8, 3, True)
+    assert (config.alerts.retry.jitter, config.alerts.batch, config.ops.port) == (0.0, 7, 0)

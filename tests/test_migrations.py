@@ -16,6 +16,7 @@ from sqlalchemy import inspect
 from monitor.store import Store, make_engine
 from monitor.store.migrate import (
     APSCHEDULER_TABLES,
+    RevisionError,
     differences,
     head_revision,
     revisions,
@@ -391,3 +392,29 @@ def test_a_snapshot_that_fails_halfway_leaves_the_database_empty(
         assert status(store.engine).up_to_date
     finally:
         store.close()
+
+
+def test_upgrade_refuses_an_unknown_revision_and_a_downgrade(engine: sa.Engine) -> None:
+    first, head = revisions()[0], head_revision()
+    known = ", ".join(revisions())
+    with pytest.raises(RevisionError, match=rf"unknown revision 'bogus' \(known: {known}, head\)"):
+        upgrade(engine, "bogus")
+    assert upgrade(engine, first) == [first]
+    assert upgrade(engine) == revisions()[1:]
+    with pytest.raises(RevisionError, match=rf"at revision {head}, newer than {first}: .*downgrades are not"):
+        upgrade(engine, first)
+    assert status(engine).current == head
+    assert upgrade(engine, head) == []
+
+
+def test_db_upgrade_with_a_bad_revision_is_a_usage_error(project: Project) -> None:
+    project.write({"feeds": []})
+    bogus = project.cli("db", "upgrade", "--revision", "bogus")
+    assert bogus.exit_code == 2 and bogus.stdout == ""
+    assert "--revision: unknown revision 'bogus'" in bogus.stderr
+    assert not project.db_path.exists()  # refused before the database was touched
+    assert project.cli("db", "upgrade").exit_code == 0
+    down = project.cli("db", "upgrade", "--revision", revisions()[0])
+    assert down.exit_code == 2 and down.stdout == ""  # was: "migrating", then "already up to date"
+    assert "downgrades are not supported" in down.stderr
+    assert project.cli("db", "check").exit_code == 0  # still at the head

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import Project
@@ -162,3 +164,36 @@ def test_bare_feeds_still_lists_feeds(project: Project) -> None:
     assert [f["name"] for f in result.json()] == ["dlf", "tagesschau"]
     table = project.cli("feeds")
     assert table.exit_code == 0 and "tagesschau" in table.stdout
+
+
+def test_import_into_a_config_with_duplicate_keys_is_a_clear_error_and_changes_nothing(
+    project: Project,
+) -> None:
+    from monitor.config import ConfigError
+    from monitor.opml import OpmlFeed, import_into_config
+
+    text = CONFIG.replace("fetch:\n", "fetch:\n  interval: 10m\nfetch:\n", 1)
+    project.write(text)
+    (project.dir / "r.opml").write_text(OPML, encoding="utf-8")
+    result = project.cli("feeds", "import", str(project.dir / "r.opml"))
+    assert result.exit_code == 2
+    assert f"{project.config_path}: fetch (line 6): duplicate key (first on line 4)" in result.stderr
+    # The editor itself (ruamel.yaml) refuses such a file too: with the loader's message, not its own
+    # DuplicateKeyError.
+    with pytest.raises(ConfigError, match=r"fetch \(line 6\): duplicate key \(first on line 4\)"):
+        import_into_config(project.config_path, [OpmlFeed("neu", "https://neu.example/feed")])
+    assert project.config_path.read_text(encoding="utf-8") == text
+
+
+def test_import_into_a_symlinked_config_writes_through_to_the_real_file(project: Project) -> None:
+    real = project.dir / "deploy" / "feeds.yaml"
+    real.parent.mkdir()
+    real.write_text(CONFIG, encoding="utf-8")
+    project.config_path.symlink_to(Path("deploy") / "feeds.yaml")  # a relative link, as usually made
+    (project.dir / "r.opml").write_text(OPML, encoding="utf-8")
+    result = project.cli("feeds", "import", str(project.dir / "r.opml"))
+    assert result.exit_code == 0, result.stderr
+    assert project.config_path.is_symlink()  # was: replaced by a regular file, the real one unchanged
+    assert project.config_path.readlink() == Path("deploy") / "feeds.yaml"
+    assert "Süddeutsche Zeitung" in real.read_text(encoding="utf-8")
+    assert [p.name for p in real.parent.iterdir()] == ["feeds.yaml"]  # no temporary file left behind

@@ -1,9 +1,11 @@
 """The README is a contract for tools outside the project: every CLI command and option, and every
-configuration key, that exists in the code is documented there (so neither can drift silently)."""
+configuration key, that exists in the code is documented there (so neither can drift silently), and
+its configuration examples are valid as written."""
 
 from __future__ import annotations
 
 import re
+import textwrap
 import typing
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import click
 from pydantic import BaseModel
 
 from monitor.cli import cli
-from monitor.config import Config
+from monitor.config import Config, parse_config
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -90,3 +92,22 @@ def test_every_config_key_is_documented() -> None:
         if not re.search(rf"[`.\s{{]{re.escape(key.rsplit('.', 1)[-1])}(`|:)", README)
     ]
     assert not missing, f"config keys missing from README: {missing}"
+
+
+def _yaml_blocks(text: str) -> list[str]:
+    return re.findall(r"^```yaml\n(.*?)^```", text, re.S | re.M)
+
+
+def test_the_rules_example_is_a_valid_story() -> None:
+    """Pasted under a story as written, the "Rules" example validates with the real loader."""
+    (block,) = [b for b in _yaml_blocks(_section("matching")) if b.startswith("rules:")]
+    text = "stories:\n  - id: readme\n    title: README example\n" + textwrap.indent(block, "    ")
+    rules = parse_config(text, source="README.md", env={}).stories[0].rules
+    assert rules is not None and len(rules.match) == 2 and rules.exclude  # the whole block was read
+
+
+def test_the_other_yaml_examples_are_valid_configs() -> None:
+    blocks = [b for b in _yaml_blocks(README) if not b.startswith("rules:")]
+    assert any(b.startswith("alerts:") for b in blocks)
+    for block in blocks:
+        parse_config(block, source="README.md", env={})

@@ -3,6 +3,7 @@ daemon writes; PostgreSQL goes through psycopg 3."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,12 @@ from monitor.store.sqlite_settings import SQLITE_BUSY_TIMEOUT_MS, SQLITE_PRAGMAS
 
 
 def normalise_url(url: str) -> str:
-    """``postgresql://`` and ``postgres://`` mean psycopg 3, the driver we ship."""
+    """``postgresql://`` and ``postgres://`` mean psycopg 3, the driver we ship. ``~`` in a SQLite
+    path is the home folder, as in the config file (SQLite would create a folder named ``~``): the
+    same ``$MONITOR_DATABASE_URL`` names the same file for the ``alembic`` command line."""
+    if is_sqlite_url(url) and ":///~" in url:
+        scheme, _, path = url.partition(":///")
+        url = f"{scheme}:///{os.path.expanduser(path)}"
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):

@@ -163,10 +163,18 @@ def _at_head(engine: Engine) -> bool:
     return len(rows) == 1 and rows[0][0] == head
 
 
+class RevisionError(MigrationError):
+    """The requested revision is not one of the scripts', or older than the database's (the
+    migrations only go forward): a bad argument, not a failure of the database."""
+
+
 def upgrade(engine: Engine, revision: str = "head", *, snapshot: bool = True) -> list[str]:
-    """Bring the schema to ``revision`` under the schema lock. Returns the revisions applied.
-    ``snapshot``: an empty SQLite database gets the head's schema from ``monitor.store.snapshot``
-    (one script) instead of every migration through Alembic."""
+    """Bring the schema to ``revision`` (``head`` or a revision id) under the schema lock. Returns
+    the revisions applied. ``snapshot``: an empty SQLite database gets the head's schema from
+    ``monitor.store.snapshot`` (one script) instead of every migration through Alembic. Raises
+    ``RevisionError`` for an unknown revision or one older than the database's."""
+    if revision != "head" and revision not in (known := revisions()):
+        raise RevisionError(f"unknown revision {revision!r} (known: {', '.join(known)}, head)")
     if revision == "head":
         if _at_head(engine):
             return []
@@ -187,6 +195,11 @@ def upgrade(engine: Engine, revision: str = "head", *, snapshot: bool = True) ->
         if current == target:
             conn.commit()
             return []
+        if current in order and order.index(target) < order.index(current):
+            raise RevisionError(
+                f"the database is at revision {current}, newer than {target}: the migrations only go "
+                "forward (downgrades are not supported; restore a backup taken before the upgrade)"
+            )
         start = order.index(current) + 1 if current in order else 0
         applied = order[start : order.index(target) + 1]
         log.info("migrating the database schema", extra={"from": current or "empty", "to": target})
