@@ -140,3 +140,42 @@ def test_the_endpoints_mount_as_an_asgi_app(tmp_path: Path) -> None:
     assert metrics.headers["content-type"].startswith("text/plain")
     assert _metric(metrics.text, "monitor_database_up") == 1
     assert missing.status_code == 404
+
+
+_ARENA_PROBE = """
+import ctypes, sys, threading
+from monitor.ops import limit_malloc_arenas
+if sys.argv[1] == "limit":
+    assert limit_malloc_arenas()
+barrier = threading.Barrier(8)
+kept = []
+def work():
+    barrier.wait()  # all eight allocate at once, each in its own thread
+    kept.append([bytearray(4000) for _ in range(200)])
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(None).malloc_stats()  # glibc: one "Arena N:" block per arena, on stderr
+"""
+
+
+def test_the_daemon_caps_malloc_arenas() -> None:
+    """Threads get malloc arenas of their own (memory freed in one is not reused by another): a
+    daemon's RSS crept up round after round. ``monitor run`` caps them at two."""
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(ctypes.CDLL(None), "malloc_stats"):
+        pytest.skip("not glibc: no malloc arenas to cap")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+    def arenas(mode: str) -> int:
+        probe = subprocess.run(
+            [sys.executable, "-c", _ARENA_PROBE, mode], env=env, capture_output=True, text=True, check=True
+        )
+        return sum(line.startswith("Arena ") for line in probe.stderr.splitlines())
+
+    assert arenas("default") > 2  # what the cap is for
+    assert 1 <= arenas("limit") <= 2
