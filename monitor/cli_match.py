@@ -24,6 +24,10 @@ def _read(source: str) -> str:
         raise click.UsageError(f"FILE: not found: {source}") from None
     except UnicodeDecodeError:
         raise click.UsageError(f"FILE: not UTF-8 text: {source}") from None
+    except IsADirectoryError:
+        raise click.UsageError(f"FILE: is a directory: {source}") from None
+    except OSError as exc:
+        raise click.UsageError(f"FILE: cannot read {source}: {exc.strerror or exc}") from None
 
 
 def _split_title(text: str, title: str | None) -> tuple[str, str]:

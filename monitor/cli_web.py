@@ -178,7 +178,12 @@ def _write_output(text: str | bytes, output: str | None) -> None:
     path = Path(output)  # type: ignore[arg-type]
     if not path.parent.exists():
         _fail(f"--output: folder {path.parent} does not exist", EXIT_CONFIG)
-    _atomic_write(path, data.decode("utf-8"))
+    if path.is_dir():
+        _fail(f"--output: {path} is a folder; name a file in it", EXIT_CONFIG)
+    try:
+        _atomic_write(path, data.decode("utf-8"))
+    except OSError as exc:
+        _fail(f"--output: cannot write {path}: {exc.strerror or exc}", EXIT_RUNTIME)
 
 
 @click.command("export")

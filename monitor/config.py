@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -99,6 +99,17 @@ def check_http_url(value: str) -> str:
 
 
 HttpUrl = Annotated[str, BeforeValidator(check_http_url)]
+
+
+def feed_url_key(url: str) -> str:
+    """Same feed: scheme and host case-insensitive, default ports and a trailing slash ignored."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port and not ((parts.scheme == "http" and port == 80) or (parts.scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit(("", host, path, parts.query, ""))
 
 
 class StrictModel(BaseModel):
@@ -452,10 +463,15 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         seen: set[str] = set()
+        urls: dict[str, str] = {}
         for i, feed in enumerate(self.feeds):
             if feed.name in seen:
                 raise ValueError(f"feeds[{i}].name: duplicate feed name {feed.name!r}")
             seen.add(feed.name)
+            # The same feed twice would store and count every item twice (as two sources).
+            first = urls.setdefault(feed_url_key(feed.url), feed.name)
+            if first != feed.name:
+                raise ValueError(f"feeds[{i}].url: the same feed as {first!r} ({feed.url})")
         ids: set[str] = set()
         for i, story in enumerate(self.stories):
             if story.id in ids:

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from monitor.config import Config, ConfigError, check_http_url, parse_config
+from monitor.config import feed_url_key as _url_key
 
 
 class OpmlError(Exception):
@@ -89,17 +90,6 @@ def parse_opml(data: bytes, source: str = "<opml>") -> tuple[list[OpmlFeed], lis
         name = re.sub(r"\s+", " ", label) or (urlsplit(url).hostname or url)
         feeds.append(OpmlFeed(name[:200], url))
     return feeds, skipped
-
-
-def _url_key(url: str) -> str:
-    """Same feed: scheme and host case-insensitive, default ports and a trailing slash ignored."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    if port and not ((parts.scheme == "http" and port == 80) or (parts.scheme == "https" and port == 443)):
-        host = f"{host}:{port}"
-    path = parts.path.rstrip("/") or "/"
-    return urlunsplit(("", host, path, parts.query, ""))
 
 
 # --- import ------------------------------------------------------------------------------------

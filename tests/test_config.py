@@ -176,6 +176,16 @@ def test_duplicate_keys_are_errors_naming_path_and_both_lines(project: Project) 
     assert f"{project.config_path}: feeds[0].url (line 8): duplicate key (first on line 7)" in result.stderr
 
 
+def test_the_same_feed_twice_is_an_error() -> None:
+    """Two names for one feed would store and count every item twice."""
+    with pytest.raises(ConfigError, match=r"feeds\[1\]\.url \(line 3\): the same feed as 'a'"):
+        parse_config(
+            "feeds:\n  - {name: a, url: 'https://zeitung.example/rss'}\n"
+            "  - {name: b, url: 'https://Zeitung.example:443/rss/'}\n",
+            source="t.yaml",
+        )
+
+
 def test_merge_keys_may_be_overridden_and_aliases_are_not_duplicates() -> None:
     text = (
         "feeds:\n  - &feed {name: a, url: 'http://127.0.0.1:9/a', interval: 10m}\n"

@@ -97,6 +97,8 @@ def test_cli_export_json_and_csv(desk: Desk) -> None:
     assert result.exit_code == 0 and result.stdout == ""
     rows = json.loads(out.read_text(encoding="utf-8"))
     assert rows[0]["title"] == "Budapest-Gipfel auf Eis gelegt"
+    folder = desk.project.cli("export", "--story", STORY_ID, "--output", str(desk.project.dir))
+    assert folder.exit_code == 2 and "is a folder" in folder.stderr
     for row in rows:
         assert {"id", "uid", "story", "title", "first_seen", "sources", "novel", "score"} <= set(row)
         assert row["first_seen"].endswith("Z")

@@ -459,6 +459,8 @@ def test_match_command_errors(project: Project, tmp_path: Path) -> None:
     assert project.cli("match", "--story", "nope", "-").exit_code == 2
     missing = project.cli("match", "--story", "budapest-summit", str(tmp_path / "fehlt.txt"))
     assert missing.exit_code == 2 and "not found" in missing.stderr
+    folder = project.cli("match", "--story", "budapest-summit", str(tmp_path))
+    assert folder.exit_code == 2 and "is a directory" in folder.stderr
 
 
 # --- the pipeline: background items leave the story once it is known to have started later -----
