@@ -91,6 +91,36 @@ class State:
         return self._config
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions an exception group holds, its nested groups flattened; else ``[exc]``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _expected_failure(exc: BaseException, state: State | None) -> tuple[str, int] | None:
+    """The one-line message and exit code of a failure the CLI expects; None for anything else (a
+    bug: its traceback is printed)."""
+    from monitor.baseline import BaselineError
+    from monitor.config import ConfigError
+
+    if isinstance(exc, ConfigError | BaselineError):
+        return str(exc), EXIT_CONFIG
+    from monitor.store.errors import describe
+
+    what = describe(exc)
+    if what is not None:
+        config = state._config if state is not None else None
+        if config is not None:  # which database: the config may name another than the user thinks
+            from monitor.store import redact
+
+            what += f" ({redact(config.database)})"
+        return f"database: {what}", EXIT_RUNTIME
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc}", EXIT_RUNTIME
+    return None
+
+
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into a message and the documented exit code."""
 
@@ -99,22 +129,17 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            from monitor.baseline import BaselineError
-            from monitor.config import ConfigError
-
-            if isinstance(exc, ConfigError | BaselineError):
-                _fail(str(exc), EXIT_CONFIG)
-            from monitor.store import StoreError
-
-            if isinstance(exc, StoreError):
-                _fail(f"database: {exc}", EXIT_RUNTIME)
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if isinstance(exc, SQLAlchemyError):
-                _fail(f"database: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}", EXIT_RUNTIME)
-            if isinstance(exc, OSError):
-                _fail(f"{type(exc).__name__}: {exc}", EXIT_RUNTIME)
-            raise
+            # A failure inside a task group (a poll's feeds, the daemon, the desk) arrives wrapped
+            # in an ExceptionGroup, often holding the same database error once per task: reported
+            # once (a configuration error before a runtime one). A group holding anything else (a
+            # bug) keeps its traceback.
+            state = next((a for a in args if isinstance(a, State)), None)
+            leaves = _leaves(exc)
+            failures = [f for leaf in leaves if (f := _expected_failure(leaf, state)) is not None]
+            if len(failures) < len(leaves):
+                raise
+            message, code = max(failures, key=lambda f: f[1])
+            _fail(message, code)
 
     return wrapper
 
@@ -238,11 +263,7 @@ def run(state: State, node_id: str | None, web: bool, web_host: str | None, web_
 
     _freeze_long_lived_objects()
     try:
-        run_async(main)
-    except BaseExceptionGroup as group:  # the task group wraps the daemon's error: unwrap it
-        if len(group.exceptions) == 1:  # for handle_errors (message and exit code)
-            raise group.exceptions[0] from None
-        raise
+        run_async(main)  # handle_errors unwraps the task group's errors
     finally:
         if desk is not None:
             desk[0].close()
