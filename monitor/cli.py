@@ -275,7 +275,8 @@ def run(state: State, node_id: str | None, web: bool, web_host: str | None, web_
 @click.pass_obj
 @handle_errors
 def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
-    """One pass over all feeds, then exit (0 even when some feeds failed; they are reported)."""
+    """One pass over all feeds, then exit (0 even when some feeds failed: they are reported; 1 when a
+    feed's poll failed inside the monitor)."""
     from monitor.pipeline import Monitor
 
     config = state.config
@@ -330,6 +331,14 @@ def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"  failed: {report.feed}: {report.error}")
     for report in summary.failed:
         log.warning("feed failed", extra={"feed": report.feed, "error": report.error})
+    if summary.crashed:  # not the server's failure but ours (a bug): the other feeds were polled
+        names = ", ".join(r.feed for r in summary.crashed[:10]) + (
+            ", ..." if len(summary.crashed) > 10 else ""
+        )
+        _fail(
+            f"the poll of {len(summary.crashed)} feed(s) failed inside the monitor (logged): {names}",
+            EXIT_RUNTIME,
+        )
 
 
 # --- reading -----------------------------------------------------------------------------------
