@@ -288,18 +288,31 @@ def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
 
     from monitor.terminal import is_terminal, poll_progress
 
+    stopped_by: list[str] = []
+
     async def main() -> Any:
+        import anyio
+
         async with Monitor(config) as monitor:
             _freeze_long_lived_objects()  # start-up is done: its imports, the config, the store
             _collect_less_during_one_poll()
             total = len(names or config.feeds)
-            with poll_progress(total, enabled=not as_json and is_terminal()) as progress:
-                summary = await monitor.poll(names, progress=progress)
-            if monitor.alert_channels:  # send what this poll (and earlier ones) put in the outbox
-                await monitor.deliver_pending(drain=True)
-            return summary
+            summary = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_signal, tg.cancel_scope, stopped_by)
+                with poll_progress(total, enabled=not as_json and is_terminal()) as progress:
+                    summary = await monitor.poll(names, progress=progress)
+                if monitor.alert_channels:  # send what this poll (and earlier ones) put in the outbox
+                    await monitor.deliver_pending(drain=True)
+                tg.cancel_scope.cancel()
+            return summary  # the parse workers are shut down on the way out (Monitor.close)
 
     summary = run_async(main)
+    if stopped_by:
+        _fail(
+            f"stopped by {stopped_by[0]}: the feeds written until then are kept, the others were not polled",
+            EXIT_RUNTIME,
+        )
     if as_json:
         print_json(
             {
@@ -339,6 +352,27 @@ def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
             f"the poll of {len(summary.crashed)} feed(s) failed inside the monitor (logged): {names}",
             EXIT_RUNTIME,
         )
+
+
+async def _cancel_on_signal(scope: Any, stopped_by: list[str]) -> None:
+    """Cancel ``scope`` on the first SIGINT or SIGTERM and note which: `monitor poll` stops alike
+    on both. The write running finishes (its transaction commits whole or rolls back), the feeds
+    not written yet are not, and the parse workers are shut down; killed by SIGTERM's default
+    action instead, the poll left them running. A second signal takes its default action (a stop
+    that hangs can be forced)."""
+    import threading
+
+    import anyio
+
+    if threading.current_thread() is not threading.main_thread():  # a host's thread (tests)
+        return
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            log.info("signal received, stopping", extra={"signal": name})
+            stopped_by.append(name)
+            scope.cancel()
+            return
 
 
 # --- reading -----------------------------------------------------------------------------------
