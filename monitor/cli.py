@@ -91,6 +91,36 @@ class State:
         return self._config
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions an exception group holds, its nested groups flattened; else ``[exc]``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _expected_failure(exc: BaseException, state: State | None) -> tuple[str, int] | None:
+    """The one-line message and exit code of a failure the CLI expects; None for anything else (a
+    bug: its traceback is printed)."""
+    from monitor.baseline import BaselineError
+    from monitor.config import ConfigError
+
+    if isinstance(exc, ConfigError | BaselineError):
+        return str(exc), EXIT_CONFIG
+    from monitor.store.errors import describe
+
+    what = describe(exc)
+    if what is not None:
+        config = state._config if state is not None else None
+        if config is not None:  # which database: the config may name another than the user thinks
+            from monitor.store import redact
+
+            what += f" ({redact(config.database)})"
+        return f"database: {what}", EXIT_RUNTIME
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc}", EXIT_RUNTIME
+    return None
+
+
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into a message and the documented exit code."""
 
@@ -99,22 +129,17 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            from monitor.baseline import BaselineError
-            from monitor.config import ConfigError
-
-            if isinstance(exc, ConfigError | BaselineError):
-                _fail(str(exc), EXIT_CONFIG)
-            from monitor.store import StoreError
-
-            if isinstance(exc, StoreError):
-                _fail(f"database: {exc}", EXIT_RUNTIME)
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if isinstance(exc, SQLAlchemyError):
-                _fail(f"database: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}", EXIT_RUNTIME)
-            if isinstance(exc, OSError):
-                _fail(f"{type(exc).__name__}: {exc}", EXIT_RUNTIME)
-            raise
+            # A failure inside a task group (a poll's feeds, the daemon, the desk) arrives wrapped
+            # in an ExceptionGroup, often holding the same database error once per task: reported
+            # once (a configuration error before a runtime one). A group holding anything else (a
+            # bug) keeps its traceback.
+            state = next((a for a in args if isinstance(a, State)), None)
+            leaves = _leaves(exc)
+            failures = [f for leaf in leaves if (f := _expected_failure(leaf, state)) is not None]
+            if len(failures) < len(leaves):
+                raise
+            message, code = max(failures, key=lambda f: f[1])
+            _fail(message, code)
 
     return wrapper
 
@@ -241,11 +266,7 @@ def run(state: State, node_id: str | None, web: bool, web_host: str | None, web_
 
     _freeze_long_lived_objects()
     try:
-        run_async(main)
-    except BaseExceptionGroup as group:  # the task group wraps the daemon's error: unwrap it
-        if len(group.exceptions) == 1:  # for handle_errors (message and exit code)
-            raise group.exceptions[0] from None
-        raise
+        run_async(main)  # handle_errors unwraps the task group's errors
     finally:
         if desk is not None:
             desk[0].close()
@@ -257,7 +278,8 @@ def run(state: State, node_id: str | None, web: bool, web_host: str | None, web_
 @click.pass_obj
 @handle_errors
 def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
-    """One pass over all feeds, then exit (0 even when some feeds failed; they are reported)."""
+    """One pass over all feeds, then exit (0 even when some feeds failed: they are reported; 1 when a
+    feed's poll failed inside the monitor)."""
     from monitor.pipeline import Monitor
 
     config = state.config
@@ -269,18 +291,31 @@ def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
 
     from monitor.terminal import is_terminal, poll_progress
 
+    stopped_by: list[str] = []
+
     async def main() -> Any:
+        import anyio
+
         async with Monitor(config) as monitor:
             _freeze_long_lived_objects()  # start-up is done: its imports, the config, the store
             _collect_less_during_one_poll()
             total = len(names or config.feeds)
-            with poll_progress(total, enabled=not as_json and is_terminal()) as progress:
-                summary = await monitor.poll(names, progress=progress)
-            if monitor.alert_channels:  # send what this poll (and earlier ones) put in the outbox
-                await monitor.deliver_pending(drain=True)
-            return summary
+            summary = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_signal, tg.cancel_scope, stopped_by)
+                with poll_progress(total, enabled=not as_json and is_terminal()) as progress:
+                    summary = await monitor.poll(names, progress=progress)
+                if monitor.alert_channels:  # send what this poll (and earlier ones) put in the outbox
+                    await monitor.deliver_pending(drain=True)
+                tg.cancel_scope.cancel()
+            return summary  # the parse workers are shut down on the way out (Monitor.close)
 
     summary = run_async(main)
+    if stopped_by:
+        _fail(
+            f"stopped by {stopped_by[0]}: the feeds written until then are kept, the others were not polled",
+            EXIT_RUNTIME,
+        )
     if as_json:
         print_json(
             {
@@ -312,6 +347,35 @@ def poll(state: State, feeds: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"  failed: {report.feed}: {report.error}")
     for report in summary.failed:
         log.warning("feed failed", extra={"feed": report.feed, "error": report.error})
+    if summary.crashed:  # not the server's failure but ours (a bug): the other feeds were polled
+        names = ", ".join(r.feed for r in summary.crashed[:10]) + (
+            ", ..." if len(summary.crashed) > 10 else ""
+        )
+        _fail(
+            f"the poll of {len(summary.crashed)} feed(s) failed inside the monitor (logged): {names}",
+            EXIT_RUNTIME,
+        )
+
+
+async def _cancel_on_signal(scope: Any, stopped_by: list[str]) -> None:
+    """Cancel ``scope`` on the first SIGINT or SIGTERM and note which: `monitor poll` stops alike
+    on both. The write running finishes (its transaction commits whole or rolls back), the feeds
+    not written yet are not, and the parse workers are shut down; killed by SIGTERM's default
+    action instead, the poll left them running. A second signal takes its default action (a stop
+    that hangs can be forced)."""
+    import threading
+
+    import anyio
+
+    if threading.current_thread() is not threading.main_thread():  # a host's thread (tests)
+        return
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            log.info("signal received, stopping", extra={"signal": name})
+            stopped_by.append(name)
+            scope.cancel()
+            return
 
 
 # --- reading -----------------------------------------------------------------------------------

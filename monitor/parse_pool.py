@@ -107,12 +107,40 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _worker_init() -> None:
+def _worker_init(monitor_pid: int) -> None:
     # Workers ignore SIGINT: the main process decides when to stop (Ctrl-C would otherwise print
-    # one traceback per worker).
+    # one traceback per worker). Not SIGTERM: the executor terminates the workers of a broken pool.
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with(monitor_pid)
+
+
+def _exit_with(pid: int) -> None:
+    """End this worker when process ``pid`` (the monitor) ends, even killed (SIGKILL, the OOM
+    killer) before it could shut the pool down. A worker otherwise waits for tasks forever (it holds
+    the write end of its own task queue, so it never reads EOF), and keeps the forkserver and the
+    resource tracker alive with it: three and more processes of ~45 MB each, re-parented to init.
+    ``PR_SET_PDEATHSIG`` cannot do it: a worker's parent is the forkserver, not the monitor, and the
+    forkserver lives as long as any worker does (each holds its "alive" pipe). Linux 5.3 and later
+    (a pidfd, readable once the process exited); elsewhere nothing (best effort)."""
+    import select
+    import threading
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:  # it ended while this worker started
+        os._exit(0)
+    except (AttributeError, OSError):  # not Linux, or an old kernel
+        return
+
+    def wait_for_exit() -> None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll()
+        os._exit(0)
+
+    threading.Thread(target=wait_for_exit, name="exit-with-monitor", daemon=True).start()
 
 
 def _submit(loop: asyncio.AbstractEventLoop, executor: Executor, *args: Any) -> asyncio.Future[Any] | None:
@@ -210,7 +238,10 @@ class ParsePool:
                     ["monitor.parse_pool", "monitor.match.engine", "monitor.diff.novelty"]
                 )
                 self._executor = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=ctx, initializer=_worker_init
+                    max_workers=self.workers,
+                    mp_context=ctx,
+                    initializer=_worker_init,
+                    initargs=(os.getpid(),),
                 )
             except (OSError, ValueError) as exc:
                 log.warning("cannot start the parse pool; parsing in threads", extra={"error": str(exc)})

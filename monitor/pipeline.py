@@ -29,6 +29,7 @@ from monitor.fetch import Fetcher, FetchResult
 from monitor.group_commit import GroupCommit
 from monitor.parse import ParsedFeed
 from monitor.parse_pool import ParsePool
+from monitor.store.errors import database_failed, describe
 from monitor.store.lite import FEED_STATE_COLUMNS, NOT_MODIFIED_COLUMNS, LiteStore
 from monitor.store.sqlite_settings import is_sqlite_url
 
@@ -56,6 +57,7 @@ class FeedPollReport:
     error: str | None = None
     problems: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    crashed: bool = False  # the poll raised (a bug, or this feed's write refused): see Monitor.poll
 
 
 @dataclass(slots=True)
@@ -66,6 +68,10 @@ class PollSummary:
     @property
     def failed(self) -> list[FeedPollReport]:
         return [r for r in self.reports if r.status == "error"]
+
+    @property
+    def crashed(self) -> list[FeedPollReport]:
+        return [r for r in self.reports if r.crashed]
 
     def count(self, attr: str) -> int:
         return sum(getattr(r, attr) for r in self.reports)
@@ -119,7 +125,9 @@ def _store_error(what: str, exc: BaseException) -> BaseException:
     cancelled): not known whether it committed."""
     from monitor.store import StoreError
 
-    return StoreError(f"{what}: {exc!r}")
+    error = StoreError(f"{what}: {describe(exc) or repr(exc)}")
+    error.__cause__ = exc  # for database_failed
+    return error
 
 
 def _release_free_memory() -> None:
@@ -333,7 +341,14 @@ class Monitor:
         reports: list[FeedPollReport] = []
 
         async def one(name: str) -> None:
-            report = await self.poll_feed(name)
+            started = time.perf_counter()
+            try:
+                report = await self.poll_feed(name)
+            except Exception as exc:
+                if database_failed(exc):
+                    raise  # every feed's write would fail alike: the poll stops, the CLI says why
+                # One feed's bug (or its write refused) does not cancel the other feeds' polls.
+                report = await self._poll_crashed(name, exc, time.perf_counter() - started)
             reports.append(report)
             if progress is not None:
                 progress(report)
@@ -381,6 +396,29 @@ class Monitor:
                 self._idle.set()
                 _release_free_memory()
         report.elapsed = time.perf_counter() - started
+        return report
+
+    async def _poll_crashed(self, name: str, exc: Exception, elapsed: float) -> FeedPollReport:
+        """A poll of one feed raised: logged with its traceback, and recorded as the feed's error
+        (kind ``internal``: ``monitor feeds`` shows it; back-off and "source down" as for any
+        failure) in a transaction of its own, if the database takes it."""
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        log.error("poll of a feed failed", extra={"feed": name, "error": error}, exc_info=exc)
+        report = FeedPollReport(name, "error", error=f"internal: {error}")
+        url = next((f.url for f in self.config.feeds if f.name == name), "")
+        result = FetchResult(url, url, error_kind="internal", error=error, elapsed=elapsed)
+        # No body hash and no validators: the next poll fetches and parses the feed again.
+        job = _PollWrite(name, result, None, None)
+        try:
+            report = await anyio.to_thread.run_sync(self._write_poll, job, limiter=self._db_limiter)
+        except Exception as write_exc:
+            if database_failed(write_exc):
+                raise
+            log.error(
+                "could not record the failed poll",
+                extra={"feed": name, "error": f"{type(write_exc).__name__}: {write_exc}"},
+            )
+        report.crashed, report.elapsed = True, elapsed
         return report
 
     async def _poll_feed(self, name: str, scheduled: bool, slot: datetime | None = None) -> FeedPollReport:
@@ -433,9 +471,11 @@ class Monitor:
                 with self.store.poll_batch() as batch:
                     batch.preload([job.name for job in jobs])
                     reports = [self._write_poll_in(batch.poll(job.name), job) for job in jobs]
-            except Exception:  # redone one by one below, where each error is reported
-                log.debug("group commit failed; writing the polls one by one", exc_info=True)
+            except Exception as exc:  # redone one by one below, where each error is reported
                 self._forget_story_state()
+                if database_failed(exc):  # ... unless each would fail alike (a lock: 30 s each)
+                    raise
+                log.debug("group commit failed; writing the polls one by one", exc_info=True)
             else:
                 for job, report in zip(jobs, reports, strict=True):
                     job.report = report
@@ -446,6 +486,8 @@ class Monitor:
             except Exception as exc:  # raised from that feed's poll_feed
                 job.error = exc
                 self._forget_story_state()
+                if database_failed(exc):  # the jobs left get it too (GroupCommit), none is tried
+                    raise
 
     def _forget_story_state(self) -> None:
         """After a write that rolled back: the matchers' story state (items so far, the story's

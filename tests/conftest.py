@@ -68,8 +68,9 @@ class Project:
         )
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
-    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        """Run the CLI as a real process (for the daemon and signals)."""
+    def spawn(self, *args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[str]:
+        """Run the CLI as a real process (for the daemon and signals); ``popen``: more arguments
+        for ``subprocess.Popen`` (``preexec_fn``, ...)."""
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         return subprocess.Popen(
             [sys.executable, "-m", "monitor", "--config", str(self.config_path), *args],
@@ -78,6 +79,7 @@ class Project:
             text=True,
             env=full_env,
             cwd=self.dir,
+            **popen,
         )
 
 
