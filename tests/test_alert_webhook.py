@@ -179,6 +179,21 @@ def test_rows_whose_lease_ran_out_while_they_waited_are_sent_once(
         assert [a.outcome for a in outbox.attempts(row.id)] == ["superseded", "sent"]
 
 
+def test_the_rows_waiting_behind_a_send_keep_its_lease(project: Project) -> None:
+    """Renewing the row about to be sent renews those waiting behind it: if the worker dies during
+    the send, they fall due together and are sent again in their order (not the later rows first)."""
+    config = _config(project, [{"url": "http://127.0.0.1:9/hook", "name": "ops"}])
+    store = Store(config.database)
+    add_developments(store, ["webhook:ops"], ["Gipfel verschoben", "Gipfel abgesagt", "Gipfel neu"])
+    outbox = Outbox(store)
+    t0 = utcnow()
+    claimed = outbox.claim(["webhook:ops"], [], lease=5.0, limit=100, now=t0)
+    assert outbox.renew(claimed[1], lease=5.0, now=t0 + timedelta(seconds=3), waiting=claimed[2:])
+    due = {r.id: r.next_attempt_at for r in outbox.list()}
+    assert due[claimed[0].id] == t0 + timedelta(seconds=5)
+    assert due[claimed[1].id] == due[claimed[2].id] == t0 + timedelta(seconds=8)
+
+
 def test_an_outcome_is_recorded_only_by_the_claim_that_holds_the_row(
     project: Project, receiver: WebhookReceiver
 ) -> None:

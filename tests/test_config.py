@@ -189,13 +189,14 @@ def test_the_same_feed_twice_is_an_error() -> None:
 def test_merge_keys_may_be_overridden_and_aliases_are_not_duplicates() -> None:
     text = (
         "feeds:\n  - &feed {name: a, url: 'http://127.0.0.1:9/a', interval: 10m}\n"
-        "  - {<<: *feed, name: b, interval: 20m}\n  - {<<: *feed, name: c}\n"
+        "  - {<<: *feed, name: b, url: 'http://127.0.0.1:9/b', interval: 20m}\n"
+        "  - {<<: *feed, name: c, url: 'http://127.0.0.1:9/c'}\n"
     )
     config = parse_config(text, env={})
     assert [(f.name, f.url, f.interval) for f in config.feeds] == [
         ("a", "http://127.0.0.1:9/a", 600),
-        ("b", "http://127.0.0.1:9/a", 1200),
-        ("c", "http://127.0.0.1:9/a", 600),
+        ("b", "http://127.0.0.1:9/b", 1200),
+        ("c", "http://127.0.0.1:9/c", 600),
     ]
     with pytest.raises(ConfigError, match=r"feeds\[1\].name \(line 3\): duplicate key \(first on line 3\)"):
         parse_config(text.replace("name: b,", "name: b, name: d,"), env={})

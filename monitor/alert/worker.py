@@ -23,6 +23,7 @@ import os
 import random
 import signal
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -235,12 +236,14 @@ class Deliverer:
         """In order; after a transient failure the channel's other claimed rows wait with it (the
         receiver is struggling or asked us to back off), so alerts keep their order."""
         for i, claimed in enumerate(items):
-            retry_at = await self._deliver(claimed, report)
+            retry_at = await self._deliver(claimed, report, waiting=items[i + 1 :])
             if retry_at is not None:
                 await self._db(self.outbox.release, items[i + 1 :], retry_at)
                 return
 
-    async def _deliver(self, claimed: ClaimedDelivery, report: DeliveryRunReport) -> datetime | None:
+    async def _deliver(
+        self, claimed: ClaimedDelivery, report: DeliveryRunReport, waiting: Sequence[ClaimedDelivery] = ()
+    ) -> datetime | None:
         """Send one delivery and record the outcome; returns the retry time after a transient failure."""
         extra = {"channel": claimed.channel, "key": claimed.idempotency_key, "attempt": claimed.attempts}
         now = utcnow()
@@ -258,7 +261,7 @@ class Deliverer:
         # The batch's rows were claimed together, with one lease: this row may have waited for the
         # sends before it. Renewed now, the lease covers this send alone (its timeout is shorter);
         # if it ran out and another worker claimed the row meanwhile, that worker sends it.
-        if not await self._db(self.outbox.renew, claimed, lease=retry.lease):
+        if not await self._db(self.outbox.renew, claimed, lease=retry.lease, waiting=waiting):
             report.superseded += 1
             log.info("alert claimed by another worker meanwhile; not sent here", extra=extra)
             return None

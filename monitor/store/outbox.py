@@ -175,7 +175,14 @@ class Outbox:
             session.commit()
             return claimed
 
-    def renew(self, claimed: ClaimedDelivery, *, lease: float, now: datetime | None = None) -> bool:
+    def renew(
+        self,
+        claimed: ClaimedDelivery,
+        *,
+        lease: float,
+        now: datetime | None = None,
+        waiting: Sequence[ClaimedDelivery] = (),
+    ) -> bool:
         """Extend this claim's lease just before its send; False when the claim is no longer this
         worker's (its lease ran out while earlier rows of the batch were sent, and another worker
         claimed the row since): then the row must not be sent here, and this attempt is recorded
@@ -190,6 +197,15 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
             held = result.rowcount == 1
+            # The rows still waiting behind it keep the same lease: were this process to die now,
+            # they would fall due together with it, and be claimed and sent again in their order.
+            for other in waiting:
+                session.execute(
+                    update(Delivery)
+                    .where(_still_claimed(other))
+                    .values(next_attempt_at=now + timedelta(seconds=lease))
+                    .execution_options(synchronize_session=False)
+                )
             if not held and claimed.attempt_id:
                 session.execute(
                     update(DeliveryAttempt)
