@@ -348,7 +348,7 @@ class Monitor:
                 if database_failed(exc):
                     raise  # every feed's write would fail alike: the poll stops, the CLI says why
                 # One feed's bug (or its write refused) does not cancel the other feeds' polls.
-                report = await self._poll_crashed(name, exc, time.perf_counter() - started)
+                report = await self.record_crashed_poll(name, exc, time.perf_counter() - started)
             reports.append(report)
             if progress is not None:
                 progress(report)
@@ -398,7 +398,7 @@ class Monitor:
         report.elapsed = time.perf_counter() - started
         return report
 
-    async def _poll_crashed(self, name: str, exc: Exception, elapsed: float) -> FeedPollReport:
+    async def record_crashed_poll(self, name: str, exc: Exception, elapsed: float) -> FeedPollReport:
         """A poll of one feed raised: logged with its traceback, and recorded as the feed's error
         (kind ``internal``: ``monitor feeds`` shows it; back-off and "source down" as for any
         failure) in a transaction of its own, if the database takes it."""

@@ -130,3 +130,41 @@ def test_removed_and_changed_feeds_are_reconciled_on_start(project: Project, fee
     assert "replaced=1" in err and "removed=1" in err
     with sqlite3.connect(project.db_path) as db:
         assert [r[0] for r in db.execute("SELECT id FROM schedules")] == ["poll:eins"]
+
+
+def test_the_daemon_records_one_feeds_crashed_poll_and_polls_the_others(
+    project: Project, feed_server: FeedServer
+) -> None:
+    """A poll that raises for one feed (here: the database refuses its items, as a storage bug for
+    one feed's data would) is that feed's error in `monitor feeds`, as after `monitor poll`; the
+    other feeds go on (its recovery once the items are taken: tests/test_poll_failures.py)."""
+    for name in ("eins", "zwei"):
+        feed_server.put(f"/{name}.xml", rss([]))
+    project.write(_config(feed_server))
+    assert project.cli("poll").exit_code == 0
+    with sqlite3.connect(project.db_path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse_zwei BEFORE INSERT ON item"
+            " WHEN NEW.feed_id = (SELECT id FROM feed_state WHERE name = 'zwei')"
+            " BEGIN SELECT RAISE(ABORT, 'items of zwei refused'); END"
+        )
+    for name in ("eins", "zwei"):
+        feed_server.put(
+            f"/{name}.xml", rss([FakeEntry(f"{name}-1", f"Meldung aus {name}", "Sonnig.", None, T0)])
+        )
+
+    def feeds() -> dict[str, dict]:
+        return {f["name"]: f for f in project.cli("feeds", "--json").json()}
+
+    proc = project.spawn("run")
+    try:
+        wait_for(
+            lambda: feeds()["zwei"]["last_error_kind"] == "internal" and feeds()["eins"]["items"] == 1,
+            timeout=30,
+            what="the crashed poll recorded and the other feed stored",
+        )
+        assert "items of zwei refused" in feeds()["zwei"]["last_error"]
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    assert "poll of a feed failed" in err
