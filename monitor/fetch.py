@@ -142,7 +142,9 @@ class CappedDecoder:
             elif coding == "br" and _brotli is not None:
                 self._steps.append(_BrotliStep())
             else:
-                raise UndecodableBody(f"unsupported Content-Encoding {coding!r}")
+                # Not a coding we know: most often a server that puts the charset there
+                # ("Content-Encoding: UTF-8"). A body that is plainly markup is taken as it is.
+                self._steps.append(_PlainIfMarkupStep(coding))
 
     def _room(self) -> int:
         return self.cap - self.size + 1  # one more than allowed, so "over the cap" is visible
@@ -167,6 +169,23 @@ class _Step:
 
 _CONDITIONAL_HEADERS = ("if-none-match", "if-modified-since")
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _PlainIfMarkupStep(_Step):
+    """An unknown Content-Encoding: the body passes unchanged when it starts as markup does ('<'
+    after blanks or a BOM), else it is undecodable."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._checked = False
+
+    def feed(self, data: bytes, limit: int) -> bytes:
+        if not self._checked and data.strip():
+            head = data.lstrip().removeprefix(b"\xef\xbb\xbf")
+            if not head.startswith(b"<"):
+                raise UndecodableBody(f"unsupported Content-Encoding {self._coding!r}")
+            self._checked = True
+        return data  # the cap is checked by the caller
 
 
 class _ZlibStep(_Step):

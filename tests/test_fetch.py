@@ -204,6 +204,11 @@ def test_corrupt_or_unknown_encoding_is_a_decode_error(feed_server: FeedServer) 
     assert fetch(feed_server.url("/bad.xml")).error_kind == "decode"
     result = fetch(feed_server.url("/zz.xml"))
     assert result.error_kind == "decode" and "compress" in (result.error or "")
+    # The charset where the coding belongs (a misconfigured server): a body that is plainly the
+    # feed is read as it is.
+    feed_server.route("/cs.xml", serve_bytes(FEED, {"Content-Encoding": "UTF-8"}))
+    result = fetch(feed_server.url("/cs.xml"))
+    assert result.ok and result.body == FEED
 
 
 def test_capped_decoder_never_inflates_past_the_cap() -> None:
