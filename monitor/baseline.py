@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the CLI imports BaselineError for every command; httpx only where fetched
     from monitor.config import Config, StoryConfig
@@ -65,6 +65,41 @@ class OpenedOnce:
         close = getattr(self._store, "close", None)
         if close is not None:
             close()
+
+
+class ReadOnlyCopies:
+    """``copies`` for a command that writes nothing (``monitor match``): an earlier copy is read
+    from the database if there is one; nothing is stored, no database is created."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self._store: Any = None
+
+    def __call__(self) -> ReadOnlyCopies:
+        return self
+
+    def baseline_copy(self, url: str) -> tuple[str, datetime] | None:
+        from pathlib import Path
+
+        from sqlalchemy.engine import make_url
+
+        from monitor.store import Store
+        from monitor.store.database import is_sqlite, normalise_url
+
+        if is_sqlite(self.database):
+            path = make_url(normalise_url(self.database)).database
+            if not path or not Path(path).exists():
+                return None  # no database yet: no copy, and none is made here
+        if self._store is None:
+            self._store = Store(self.database)
+        return self._store.baseline_copy(url)
+
+    def save_baseline_copy(self, url: str, text: str) -> None:
+        return None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
 
 async def fetch_baseline_text(

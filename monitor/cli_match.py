@@ -40,11 +40,10 @@ def _split_title(text: str, title: str | None) -> tuple[str, str]:
 def _baseline(config: Any, story: Any) -> str | None:
     import anyio
 
-    from monitor.baseline import OpenedOnce, fetch_baseline_text
-    from monitor.cli import _open_store
+    from monitor.baseline import ReadOnlyCopies, fetch_baseline_text
     from monitor.fetch import Fetcher
 
-    copies = OpenedOnce(lambda: _open_store(config))
+    copies = ReadOnlyCopies(config.database)  # `match` writes nothing: an earlier copy is only read
 
     async def main() -> str | None:
         if story.baseline is None or story.baseline.url is None:

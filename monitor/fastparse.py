@@ -55,6 +55,7 @@ _DIFFERING_MARKUP = (b"<itunes:summary", b":body>")
 _CASED_ELEMENT_RE = re.compile(
     rb"</?(?:Title|TITLE|Link|LINK|Guid|GUID|Item|ITEM|Description|DESCRIPTION|PubDate|PUBDATE|Channel|CHANNEL)\b"
 )
+_ITEM_OPEN_RE = re.compile(rb"<item[\s>]")
 _RSS20_VERSION_RE = re.compile(rb"""<rss\b[^>]*\bversion\s*=\s*["']2\.0["']""")
 _XML_MEDIA_TYPES = {"application/xml", "text/xml"}
 _XML_ROOT_RE = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(rss|feed|rdf:RDF)\b", re.S)
@@ -131,17 +132,18 @@ def _parsers_differ(body: bytes, raw: Any) -> bool:
         return True
     if raw.version == "atom10":
         return False
-    first_item = body.find(b"<item")
-    if first_item != -1 and body.find(b"<atom:link", first_item) != -1:
+    first = _ITEM_OPEN_RE.search(body)  # "<item>" or "<item ...>", not RSS 1.0's "<items>"
+    if first is not None and body.find(b"<atom:link", first.start()) != -1:
         return True
     items = body.count(b"</item>")
     if items != len(raw.entries):
         return True
-    # Titles and descriptions inside the items (the channel's and an image's are outside them): more
-    # than one per item means some item repeats one.
-    outside = body[:first_item] + body[body.rfind(b"</item>") :] if first_item != -1 else body
-    for tag in (b"<title", b"<description"):
-        if body.count(tag) - outside.count(tag) > items:
+    # An item repeating its title or description (feedparser keeps the first): item by item, since
+    # one item with two and another with none add up like one each.
+    for segment in body.split(b"</item>")[:-1]:
+        opening = _ITEM_OPEN_RE.search(segment)
+        item = segment[opening.start() :] if opening is not None else segment
+        if item.count(b"<title") > 1 or item.count(b"<description") > 1:
             return True
     return raw.version == "rss20" and _RSS20_VERSION_RE.search(body[:4096]) is None
 

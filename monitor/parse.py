@@ -145,7 +145,7 @@ def neutralise_char_refs(body: bytes) -> tuple[bytes, str | None]:
 
     def replace(m: re.Match[bytes]) -> bytes:
         nonlocal bad
-        digits = m.group(1) or m.group(2)
+        digits = (m.group(1) or m.group(2)).lstrip(b"0") or b"0"  # "&#x0041;" is "A"
         if len(digits) <= 8 and _is_xml_char(int(digits, 16 if m.group(1) else 10)):
             return m.group(0)
         bad += 1
@@ -527,7 +527,7 @@ def parse_feed(
         # A permalink guid standing in for a missing <link> is resolved against the document
         # (feedparser no longer resolves it as an id: _keep_guids_as_written).
         link = canonical_url(raw_entry.get("link"), url if raw_entry.get("guidislink") else base)
-        guid = (raw_entry.get("id") or "").strip()
+        guid = (raw_entry.get("id") or "").replace("\x00", "").strip()  # NUL: see build_entry
         entry_id = guid or link or "hash:" + content_hash(title, summary, content)
         if entry_id in seen:
             problems.append(f"duplicate entry id {entry_id[:200]!r} (kept the first)")

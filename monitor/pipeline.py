@@ -404,6 +404,9 @@ class Monitor:
         failure) in a transaction of its own, if the database takes it."""
         error = f"{type(exc).__name__}: {exc}"[:1000]
         log.error("poll of a feed failed", extra={"feed": name, "error": error}, exc_info=exc)
+        # Its write rolled back, but the matchers may have remembered its items (the story state):
+        # rebuilt from the database on next use, as after a failed group commit.
+        self._forget_story_state()
         report = FeedPollReport(name, "error", error=f"internal: {error}")
         url = next((f.url for f in self.config.feeds if f.name == name), "")
         result = FetchResult(url, url, error_kind="internal", error=error, elapsed=elapsed)

@@ -95,6 +95,8 @@ CASES = {
  "atom-id-whitespace": (ATOM, "<entry><title>t</title><id>\n urn:1 \n</id><updated>2025-10-20T10:00:00Z</updated></entry>"),
  "atom-media-group": (ATOM, "<entry><title>t</title><id>urn:1</id><media:group><media:description>md</media:description></media:group><updated>2025-10-20T10:00:00Z</updated></entry>"),
  "rdf-no-link": (RDF, "<item rdf:about='https://rdf.example/1'><title>a</title><description>d</description></item>"),
+ "rss-two-titles-and-none": (RSS, "<item><title>a</title><title>b</title><guid isPermaLink='false'>urn:g:1</guid></item><item><guid isPermaLink='false'>urn:g:2</guid><description>ohne Titel</description></item>"),
+ "rdf-items-and-image": (RDF.replace("</channel>", "<image rdf:resource='https://rdf.example/logo.png'/><items><rdf:Seq><rdf:li rdf:resource='https://rdf.example/1'/></rdf:Seq></items></channel><image rdf:about='https://rdf.example/logo.png'><title>Logo</title><link>https://rdf.example/</link><url>https://rdf.example/logo.png</url></image>"), "<item rdf:about='https://rdf.example/1'><title>a</title><link>https://rdf.example/1</link><description>Text</description></item>"),
  "rdf-content": (RDF, "<item rdf:about='https://rdf.example/1'><title>a</title><link>https://rdf.example/1</link><content:encoded>&lt;p&gt;x&lt;/p&gt;</content:encoded></item>"),
  "rss-item-outside-channel": (RSS.replace("{items}</channel>", "</channel>{items}"), "<item><title>a</title><guid isPermaLink='false'>urn:g:1</guid></item>"),
  "rss-ttl-float": (RSS.replace("<title>T</title>", "<title>T</title><ttl>1.5</ttl>"), "<item><title>a</title><guid isPermaLink='false'>urn:g:1</guid></item>"),

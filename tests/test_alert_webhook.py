@@ -350,6 +350,10 @@ def test_alerts_for_a_channel_no_longer_configured_are_named_and_sent_once_it_is
         ("Europe/Berlin", "2026-03-01T12:00:00+00:00", "2026-02-28T23:00:00+00:00"),  # CET
         ("Europe/Berlin", "2026-07-01T23:30:00+00:00", "2026-07-01T22:00:00+00:00"),  # CEST, local 01:30
         ("UTC", "2026-07-01T23:30:00+00:00", "2026-07-01T00:00:00+00:00"),
+        # The night the clocks go back (27 Oct 2024, 03:00 CEST -> 02:00 CET): at 02:30 CET the day
+        # still began at midnight CEST (22:00 UTC), not at 23:00 UTC (the offset in force now).
+        ("Europe/Berlin", "2024-10-27T01:30:00+00:00", "2024-10-26T22:00:00+00:00"),
+        ("Europe/Berlin", "2024-10-27T23:30:00+00:00", "2024-10-27T23:00:00+00:00"),
     ],
 )
 def test_a_daily_digest_covers_a_local_day(

@@ -564,3 +564,10 @@ def test_audited_shapes_declined_or_identical(name: str, body: bytes, ctype: str
     channel: where the two parsers read an entry differently, the fast path must decline (one
     stray difference made items 'updated' or new whenever a feed switched parser)."""
     assert_same_or_declined(name, body, ctype)
+
+
+def test_an_rdf_feed_with_its_table_of_contents_is_taken() -> None:
+    """RSS 1.0 lists its items in the channel (<items>) and often has a top-level <image> with a
+    title: neither is an item, and the fast path takes such a feed (identical entries)."""
+    name, body, ctype = next(d for d in parser_cases.documents() if d[0] == "rdf-items-and-image")
+    assert assert_same_or_declined(name, body, ctype)

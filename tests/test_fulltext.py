@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from html import escape
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -170,6 +171,24 @@ def test_private_article_address_is_refused_and_the_teaser_kept(
     assert status.startswith("failed: forbidden_address")
     # The teaser carried the news: the development is still found.
     assert len(project.cli("developments", "--json").json()) == 1
+
+
+def test_match_with_a_url_baseline_writes_nothing(
+    project: Project, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """`monitor match` only explains: with a URL baseline it neither creates the database nor keeps a
+    copy (the README: it writes nothing)."""
+    feed_server.put(
+        "/baseline", article_page("Gipfel in Graz", T.BASELINE), content_type="text/html; charset=utf-8"
+    )
+    config = _config(feed_server)
+    config["stories"] = [{**T.STORY, "baseline": {"url": feed_server.url("/baseline")}}]
+    project.write(config)
+    article = tmp_path / "artikel.txt"
+    article.write_text("Gipfel in Graz abgesagt\nDas Treffen findet nicht statt.", encoding="utf-8")
+    result = project.cli("match", "--story", T.STORY["id"], str(article))
+    assert result.exit_code == 0, result.stderr
+    assert not project.db_path.exists()
 
 
 def test_baseline_from_url_is_fetched_and_extracted(project: Project, feed_server: FeedServer) -> None:

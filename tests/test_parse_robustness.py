@@ -295,6 +295,13 @@ def test_one_item_with_a_character_xml_forbids_does_not_cost_the_feed(ref: str) 
         assert any("character reference" in p for p in parsed.problems)
 
 
+def test_valid_character_references_with_leading_zeros_are_kept() -> None:
+    body = rss([FakeEntry("g1", "Gipfel X", "Text")]).replace("Gipfel X", "Gipfel &#x0000041;&#0000066;")
+    for parsed in _both_paths(body.encode()):
+        assert parsed.entries[0].title == "Gipfel AB"
+        assert not any("character reference" in p for p in parsed.problems)
+
+
 def test_a_raw_nul_byte_never_reaches_the_entries() -> None:
     body = (
         b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title><item>'
@@ -304,6 +311,13 @@ def test_a_raw_nul_byte_never_reaches_the_entries() -> None:
     for parsed in _both_paths(body):
         (entry,) = parsed.entries
         assert (entry.title, entry.entry_id, entry.url) == ("Gipfel in Graz", "g1", "https://example.org/ab")
+    # Ids that differ only by a NUL are one id: the first entry is kept, the duplicate reported.
+    twice = body.replace(
+        b"</item>", b"</item><item><title>Zweite</title><guid isPermaLink='false'>g1</guid></item>", 1
+    )
+    for parsed in _both_paths(twice):
+        assert [e.title for e in parsed.entries] == ["Gipfel in Graz"]
+        assert any("duplicate entry id 'g1'" in p for p in parsed.problems)
 
 
 def test_a_stray_latin1_byte_does_not_turn_a_utf8_feed_into_mojibake() -> None:

@@ -166,3 +166,23 @@ def test_which_database_errors_stop_a_poll(tmp_path: Path) -> None:
     assert not database_failed(constraint.value)
     assert not database_failed(StoreError("feed 'x' is not in the database (not configured?)"))
     assert not database_failed(ValueError("cannot convert float NaN to integer"))
+
+
+def test_which_postgresql_errors_stop_a_poll() -> None:
+    """Real errors from PostgreSQL: a value the client cannot send (a NUL byte in text) is that
+    write's, not the database's; a connection that cannot be made is the database's."""
+    import psycopg
+
+    from monitor.store.errors import database_failed
+    from tests.clusterkit import fresh_pg_database
+
+    with fresh_pg_database("sm_errors") as url, psycopg.connect(url.replace("+psycopg", "")) as conn:
+        with pytest.raises(psycopg.DataError) as nul:
+            conn.execute("SELECT %s::text", ("Gipfel\x00",))
+        with pytest.raises(psycopg.errors.UndefinedTable) as missing:
+            conn.execute("SELECT * FROM fehlt")
+    with pytest.raises(psycopg.OperationalError) as unreachable:
+        psycopg.connect("postgresql://postgres@127.0.0.1:1/test", connect_timeout=3)
+    assert nul.value.sqlstate is None and not database_failed(nul.value)
+    assert not database_failed(missing.value)
+    assert database_failed(unreachable.value)

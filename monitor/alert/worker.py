@@ -59,14 +59,14 @@ class DeliveryRunReport:
 
 
 def digest_boundary(now: datetime, every: float) -> datetime:
-    """The start of the digest period ``now`` is in: periods are aligned in the users' time zone
-    (``MONITOR_TIMEZONE``, default Europe/Berlin), so a daily digest covers a local day and goes out
-    at local midnight, not at 01:00 or 02:00 (UTC midnight). Hourly and shorter periods are the same
-    in every zone with whole-hour offsets."""
-    offset = now.astimezone(local_zone()).utcoffset()
-    shift = offset.total_seconds() if offset is not None else 0.0
-    start = math.floor((now.timestamp() + shift) / every) * every - shift
-    return datetime.fromtimestamp(start, UTC)
+    """The start of the digest period ``now`` is in: periods are aligned to the wall clock of the
+    users' time zone (``MONITOR_TIMEZONE``, default Europe/Berlin), so a daily digest covers a local
+    day and goes out at local midnight, not at 01:00 or 02:00 (UTC midnight), also on the days the
+    clocks change (the wall clock is floored, then read in the zone again)."""
+    zone = local_zone()
+    wall = now.astimezone(zone).replace(tzinfo=UTC)  # the local wall clock, as if it were UTC
+    start = datetime.fromtimestamp(math.floor(wall.timestamp() / every) * every, UTC)
+    return start.replace(tzinfo=zone).astimezone(UTC)
 
 
 def backoff_seconds(

@@ -76,6 +76,10 @@ def database_failed(exc: BaseException) -> bool:
         return code is not None and code & 0xFF in _SQLITE_WHOLE_DATABASE
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(exc, psycopg.Error):
-        sqlstate = exc.sqlstate  # None: the client's own, such as a failed connection
-        return sqlstate is None or sqlstate[:2] in _POSTGRES_WHOLE_DATABASE
+        sqlstate = exc.sqlstate
+        if sqlstate is None:
+            # The client's own: a failed or lost connection is the database's; a value it cannot
+            # send (a NUL byte, a type it cannot adapt) is that write's.
+            return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return sqlstate[:2] in _POSTGRES_WHOLE_DATABASE
     return False

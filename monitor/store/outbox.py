@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 
 from monitor.store.models import (
     Delivery,
@@ -38,6 +38,7 @@ from monitor.store.store import Store, _insert_for, development_dicts
 log = logging.getLogger(__name__)
 
 FINAL_STATES = ("sent", "dead", "digested", "skipped")
+_RENEW_CHUNK = 500  # rows per lease renewal statement (two bound parameters each)
 
 
 @dataclass(slots=True)
@@ -199,10 +200,15 @@ class Outbox:
             held = result.rowcount == 1
             # The rows still waiting behind it keep the same lease: were this process to die now,
             # they would fall due together with it, and be claimed and sent again in their order.
-            for other in waiting:
+            # One statement per chunk (not per row: a batch of N rows would cost N^2/2 statements).
+            for start in range(0, len(waiting), _RENEW_CHUNK):
+                chunk = waiting[start : start + _RENEW_CHUNK]
                 session.execute(
                     update(Delivery)
-                    .where(_still_claimed(other))
+                    .where(
+                        Delivery.status == "sending",
+                        tuple_(Delivery.id, Delivery.attempts).in_([(c.id, c.attempts) for c in chunk]),
+                    )
                     .values(next_attempt_at=now + timedelta(seconds=lease))
                     .execution_options(synchronize_session=False)
                 )
