@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from tests.conftest import STORY, Project
 from tests.feeds import FakeEntry, rss
 from tests.servers import FeedServer
+from tests.test_poll_failures import refuse_items_of
 from tests.waiting import wait_for
 
 T0 = datetime(2025, 10, 17, 8, 0, tzinfo=UTC)
@@ -142,12 +143,7 @@ def test_the_daemon_records_one_feeds_crashed_poll_and_polls_the_others(
         feed_server.put(f"/{name}.xml", rss([]))
     project.write(_config(feed_server))
     assert project.cli("poll").exit_code == 0
-    with sqlite3.connect(project.db_path) as db:
-        db.execute(
-            "CREATE TRIGGER refuse_zwei BEFORE INSERT ON item"
-            " WHEN NEW.feed_id = (SELECT id FROM feed_state WHERE name = 'zwei')"
-            " BEGIN SELECT RAISE(ABORT, 'items of zwei refused'); END"
-        )
+    refuse_items_of(project.db_path, "zwei")
     for name in ("eins", "zwei"):
         feed_server.put(
             f"/{name}.xml", rss([FakeEntry(f"{name}-1", f"Meldung aus {name}", "Sonnig.", None, T0)])

@@ -81,6 +81,17 @@ def test_exception_groups_are_unwrapped_unless_they_hold_a_bug(tmp_path: Path) -
     assert any(isinstance(e, ValueError) for e in raised.value.exceptions)
 
 
+def refuse_items_of(db_path: Path, feed: str) -> None:
+    """From now on the SQLite database refuses new items of ``feed`` (trigger
+    ``refuse_items_of_<feed>``; its message: "items of <feed> refused")."""
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            f"CREATE TRIGGER refuse_items_of_{feed} BEFORE INSERT ON item"
+            f" WHEN NEW.feed_id = (SELECT id FROM feed_state WHERE name = '{feed}')"
+            f" BEGIN SELECT RAISE(ABORT, 'items of {feed} refused'); END"
+        )
+
+
 def test_one_feeds_failing_write_fails_that_feed_alone(project: Project, feed_server: FeedServer) -> None:
     names = ["eins", "kaputt", "zwei"]
     for name in names:
@@ -91,12 +102,7 @@ def test_one_feeds_failing_write_fails_that_feed_alone(project: Project, feed_se
     assert project.cli("poll").exit_code == 0
     # The database refuses the items of one feed (as a storage bug for one feed's data would): a
     # real error from a real write, raised inside that feed's poll.
-    with sqlite3.connect(project.db_path) as db:
-        db.execute(
-            "CREATE TRIGGER refuse_kaputt BEFORE INSERT ON item"
-            " WHEN NEW.feed_id = (SELECT id FROM feed_state WHERE name = 'kaputt')"
-            " BEGIN SELECT RAISE(ABORT, 'items of kaputt refused'); END"
-        )
+    refuse_items_of(project.db_path, "kaputt")
     for name in names:
         entries = [FakeEntry(f"{name}-{j}", f"Meldung {j} aus {name}", "Sonnig und mild.") for j in range(3)]
         feed_server.put(f"/{name}.xml", rss(entries))
@@ -128,7 +134,7 @@ def test_one_feeds_failing_write_fails_that_feed_alone(project: Project, feed_se
 
     # Not a failure remembered for good: once the database takes the items, the next poll stores them.
     with sqlite3.connect(project.db_path) as db:
-        db.execute("DROP TRIGGER refuse_kaputt")
+        db.execute("DROP TRIGGER refuse_items_of_kaputt")
     again = project.cli("poll")
     assert again.exit_code == 0, again.stderr
     feeds = {f["name"]: f for f in project.cli("feeds", "--json").json()}
