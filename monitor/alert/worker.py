@@ -69,6 +69,15 @@ def digest_boundary(now: datetime, every: float) -> datetime:
     return start.replace(tzinfo=zone).astimezone(UTC)
 
 
+def _budget_spent(claimed: ClaimedDelivery, retry: RetryConfig, now: datetime) -> str | None:
+    """Why a delivery gets no further attempt ("too many attempts", "too old"), or None."""
+    if claimed.attempts >= retry.max_attempts:
+        return "too many attempts"
+    if (now - claimed.created_at).total_seconds() >= retry.max_age:
+        return "too old"
+    return None
+
+
 def backoff_seconds(
     retry: RetryConfig, attempts: int, retry_after: float | None = None, rng: random.Random | None = None
 ) -> float:
@@ -300,9 +309,8 @@ class Deliverer:
         """Email taken for some recipients, refused for now for others: retried for those alone
         (same Message-ID), with the backoff of a failed attempt; dead when the budget is spent."""
         left = {"recipients_left": list(result.retry_recipients)}
-        age = (utcnow() - claimed.created_at).total_seconds()
-        if claimed.attempts >= retry.max_attempts or age >= retry.max_age:
-            why = "too many attempts" if claimed.attempts >= retry.max_attempts else "too old"
+        why = _budget_spent(claimed, retry, utcnow())
+        if why is not None:
             error = f"{result.refused} ({why})"
             await self._db(self.outbox.finish, claimed, "dead", error=error, payload=left)
             report.dead += 1
@@ -341,14 +349,9 @@ class Deliverer:
         report: DeliveryRunReport,
         extra: dict[str, Any],
     ) -> datetime | None:
-        age = (now - claimed.created_at).total_seconds()
         error = str(exc)
-        if exc.permanent or claimed.attempts >= retry.max_attempts or age >= retry.max_age:
-            why = (
-                "permanent failure"
-                if exc.permanent
-                else ("too many attempts" if claimed.attempts >= retry.max_attempts else "too old")
-            )
+        why = "permanent failure" if exc.permanent else _budget_spent(claimed, retry, now)
+        if why is not None:
             await self._db(
                 self.outbox.finish, claimed, "dead", error=f"{error} ({why})", status_code=exc.status_code
             )
