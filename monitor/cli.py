@@ -225,7 +225,7 @@ def run(state: State, node_id: str | None, web: bool, web_host: str | None, web_
     """Run the daemon: poll every feed on its schedule until SIGINT/SIGTERM."""
     import anyio
 
-    from monitor.ops import limit_malloc_arenas
+    from monitor.memory import limit_malloc_arenas
     from monitor.scheduler import run_daemon
 
     limit_malloc_arenas()  # before any thread starts: a daemon's memory stays flat

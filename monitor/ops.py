@@ -8,9 +8,7 @@ whole cluster (items, developments, deliveries by status, queue depth, feed erro
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -246,23 +244,3 @@ async def _read_head(stream: SocketStream) -> tuple[str, str] | None:
     if len(parts) < 2:
         return None
     return parts[0].upper(), parts[1]
-
-
-# glibc's mallopt parameter for the number of malloc arenas (malloc.h: M_ARENA_MAX).
-_M_ARENA_MAX = -8
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas for a long-running process (the daemon). By default glibc gives
-    threads arenas of their own, up to 8 per core, and memory freed in one is not reused by another:
-    a daemon storing new items every round (worker threads for the database, the scheduler's
-    aiosqlite threads) grew from 139 to 149 MB over 80 rounds; with two arenas it held 131-133 MB,
-    flat (bench/README.md, session 7). Call before threads start. ``MALLOC_ARENA_MAX`` in the
-    environment stands; a C library without mallopt (musl, macOS) is left alone. True when set."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(arenas)))

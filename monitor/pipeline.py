@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from monitor.baseline import fetch_baseline_text
 from monitor.config import Config
 from monitor.fetch import Fetcher, FetchResult
 from monitor.group_commit import GroupCommit
+from monitor.memory import release_free_memory
 from monitor.parse import ParsedFeed
 from monitor.parse_pool import ParsePool
 from monitor.store.errors import database_failed, describe
@@ -117,8 +117,6 @@ class _PollWrite:
 # SQLite's write lock against the alert worker and the CLI).
 GROUP_COMMIT_MAX = 64
 
-_last_trim = 0.0
-
 
 def _store_error(what: str, exc: BaseException) -> BaseException:
     """What a poll waiting for a group commit raises when its batch failed as a whole (or was
@@ -128,32 +126,6 @@ def _store_error(what: str, exc: BaseException) -> BaseException:
     error = StoreError(f"{what}: {describe(exc) or repr(exc)}")
     error.__cause__ = exc  # for database_failed
     return error
-
-
-def _release_free_memory() -> None:
-    """When no poll is running: give the C heap's free pages back to the system (glibc only). A
-    poll round's peak (bodies, parsed entries, from many threads) otherwise stays in the daemon's
-    resident memory for good; measured ~40 MB after a first poll of 500 feeds, ~5 ms per call."""
-    global _last_trim
-    now = time.monotonic()
-    if now - _last_trim < 1.0:
-        return
-    _last_trim = now
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, ...)
-        return None
 
 
 def _diff_text(entry_id: str, text: str, fulltexts: dict[str, FullText] | None) -> str:
@@ -395,7 +367,7 @@ class Monitor:
             self._in_flight.discard(name)
             if not self._in_flight:
                 self._idle.set()
-                _release_free_memory()
+                release_free_memory()
         report.elapsed = time.perf_counter() - started
         return report
 

@@ -144,7 +144,7 @@ def test_the_endpoints_mount_as_an_asgi_app(tmp_path: Path) -> None:
 
 _ARENA_PROBE = """
 import ctypes, sys, threading
-from monitor.ops import limit_malloc_arenas
+from monitor.memory import limit_malloc_arenas
 if sys.argv[1] == "limit":
     assert limit_malloc_arenas()
 barrier = threading.Barrier(8)
