@@ -79,17 +79,11 @@ class ReadOnlyCopies:
         return self
 
     def baseline_copy(self, url: str) -> tuple[str, datetime] | None:
-        from pathlib import Path
-
-        from sqlalchemy.engine import make_url
-
         from monitor.store import Store
-        from monitor.store.database import is_sqlite, normalise_url
+        from monitor.store.database import missing_sqlite_file
 
-        if is_sqlite(self.database):
-            path = make_url(normalise_url(self.database)).database
-            if not path or not Path(path).exists():
-                return None  # no database yet: no copy, and none is made here
+        if missing_sqlite_file(self.database):
+            return None  # no database yet: no copy, and none is made here
         if self._store is None:
             self._store = Store(self.database)
         return self._store.baseline_copy(url)

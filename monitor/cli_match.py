@@ -60,9 +60,10 @@ def _baseline(config: Any, story: Any) -> str | None:
 def _story_items(config: Any, story_id: str) -> tuple[list[tuple[datetime | None, str, str]], str | None]:
     """The story so far from the database; an unreadable database is a note, not a failure."""
     from monitor.store import Store
+    from monitor.store.database import missing_sqlite_file
 
     url = config.database
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+    if missing_sqlite_file(url):
         return [], "no database yet: no story state"
     try:
         store = Store(url)

@@ -42,6 +42,15 @@ def is_sqlite(url: str) -> bool:
     return is_sqlite_url(normalise_url(url))
 
 
+def missing_sqlite_file(url: str) -> bool:
+    """A SQLite URL whose file does not exist yet: opening it would create an empty database, which
+    a command that only reads must not do."""
+    if not is_sqlite(url):
+        return False
+    path = make_url(normalise_url(url)).database
+    return not path or not Path(path).exists()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in SQLITE_PRAGMAS:
