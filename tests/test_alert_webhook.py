@@ -38,6 +38,12 @@ def _config(project: Project, hooks: list[dict[str, Any]], **alerts: Any) -> Con
     return load_config(project.config_path)
 
 
+def _signed_ops(project: Project, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """One webhook channel, ``webhook:ops``, signing with the secret the receiver verifies."""
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    return _config(project, [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}])
+
+
 def deliver(config: Config, *, drain: bool = True) -> Any:
     async def main() -> Any:
         async with Monitor(config) as monitor:
@@ -62,8 +68,7 @@ def deliver_until(config: Config, done: Any, timeout: float = 20.0) -> None:
 def test_signed_payload_verifies_and_matches_the_schema(
     project: Project, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HOOK_SECRET", SECRET)
-    config = _config(project, [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}])
+    config = _signed_ops(project, receiver, monkeypatch)
     store = Store(config.database)
     dev_ids = add_developments(
         store, ["webhook:ops"], ["Gipfel in Budapest verschoben", "Tomahawk-Lieferung genehmigt"]
@@ -108,8 +113,7 @@ def test_a_wrong_secret_is_rejected_by_the_receiver(
 def test_500s_and_429_retry_after_then_each_development_exactly_once(
     project: Project, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HOOK_SECRET", SECRET)
-    config = _config(project, [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}])
+    config = _signed_ops(project, receiver, monkeypatch)
     store = Store(config.database)
     titles = [f"Neue Entwicklung {i}" for i in range(5)]
     add_developments(store, ["webhook:ops"], titles)
@@ -145,10 +149,7 @@ def test_rows_whose_lease_ran_out_while_they_waited_are_sent_once(
     receiver the later rows' lease runs out before their turn, and another pass (``monitor alerts
     deliver`` beside the daemon, another node) claims and sends them. The first pass must then
     leave them alone."""
-    monkeypatch.setenv("HOOK_SECRET", SECRET)
-    config = _config(
-        project, [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}]
-    )  # lease 5 s
+    config = _signed_ops(project, receiver, monkeypatch)  # lease 5 s
     store = Store(config.database)
     titles = ["Gipfel verschoben", "Tomahawk-Entscheidung vertagt", "Selenskyj reist ab"]
     add_developments(store, ["webhook:ops"], titles)
@@ -222,8 +223,7 @@ def test_retry_after_counts_from_the_answer(
     project: Project, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A receiver that takes 1.5 s to answer "Retry-After: 30" means 30 s from its answer."""
-    monkeypatch.setenv("HOOK_SECRET", SECRET)
-    config = _config(project, [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}])
+    config = _signed_ops(project, receiver, monkeypatch)
     store = Store(config.database)
     add_developments(store, ["webhook:ops"], ["Gipfel verschoben"])
     receiver.plan = [(429, {"Retry-After": "30"}, 1.5)]
@@ -238,11 +238,7 @@ def test_retry_after_counts_from_the_answer(
 def test_dead_after_max_attempts_listed_and_retried_from_the_cli(
     project: Project, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HOOK_SECRET", SECRET)
-    config = _config(
-        project,
-        [{"url": receiver.url, "name": "ops", "secret_env": "HOOK_SECRET"}],
-    )
+    config = _signed_ops(project, receiver, monkeypatch)
     project.write(
         {
             "feeds": [],
