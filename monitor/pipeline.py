@@ -313,7 +313,14 @@ class Monitor:
         reports: list[FeedPollReport] = []
 
         async def one(name: str) -> None:
-            report = await self.poll_feed(name)  # raises for the database alone: the poll stops
+            started = time.perf_counter()
+            try:
+                report = await self.poll_feed(name)
+            except Exception as exc:
+                if database_failed(exc):
+                    raise  # every feed's write would fail alike: the poll stops, the CLI says why
+                # One feed's bug (or its write refused) does not cancel the other feeds' polls.
+                report = await self.record_crashed_poll(name, exc, time.perf_counter() - started)
             reports.append(report)
             if progress is not None:
                 progress(report)
@@ -341,10 +348,7 @@ class Monitor:
     async def poll_feed(
         self, name: str, *, scheduled: bool = False, slot: datetime | None = None
     ) -> FeedPollReport:
-        """Poll one feed. Never raises for what a server sends, nor for a failure of this feed's
-        own stages or write (a bug, its items refused): that is recorded as the feed's error (kind
-        ``internal``, ``FeedPollReport.crashed``) and the caller goes on with the other feeds. A
-        failure of the database as a whole (``database_failed``) raises: every feed would fail alike.
+        """Poll one feed. Never raises for what a server sends; database errors do raise.
 
         ``scheduled`` polls respect the feed's back-off and cache lower bounds; a manual poll
         (``monitor poll``) asks now. ``slot`` (the schedule's fire time) makes a scheduled poll
@@ -357,12 +361,7 @@ class Monitor:
             self._idle = anyio.Event()
         started = time.perf_counter()
         try:
-            try:
-                report = await self._poll_feed(name, scheduled, slot)
-            except Exception as exc:
-                if database_failed(exc):
-                    raise
-                report = await self._record_crashed_poll(name, exc, time.perf_counter() - started)
+            report = await self._poll_feed(name, scheduled, slot)
         finally:
             self._in_flight.discard(name)
             if not self._in_flight:
@@ -371,7 +370,7 @@ class Monitor:
         report.elapsed = time.perf_counter() - started
         return report
 
-    async def _record_crashed_poll(self, name: str, exc: Exception, elapsed: float) -> FeedPollReport:
+    async def record_crashed_poll(self, name: str, exc: Exception, elapsed: float) -> FeedPollReport:
         """A poll of one feed raised: logged with its traceback, and recorded as the feed's error
         (kind ``internal``: ``monitor feeds`` shows it; back-off and "source down" as for any
         failure) in a transaction of its own, if the database takes it."""
