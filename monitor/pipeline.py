@@ -313,14 +313,7 @@ class Monitor:
         reports: list[FeedPollReport] = []
 
         async def one(name: str) -> None:
-            started = time.perf_counter()
-            try:
-                report = await self.poll_feed(name)
-            except Exception as exc:
-                if database_failed(exc):
-                    raise  # every feed's write would fail alike: the poll stops, the CLI says why
-                # One feed's bug (or its write refused) does not cancel the other feeds' polls.
-                report = await self.record_crashed_poll(name, exc, time.perf_counter() - started)
+            report = await self.poll_feed_recording_crashes(name)
             reports.append(report)
             if progress is not None:
                 progress(report)
@@ -370,7 +363,22 @@ class Monitor:
         report.elapsed = time.perf_counter() - started
         return report
 
-    async def record_crashed_poll(self, name: str, exc: Exception, elapsed: float) -> FeedPollReport:
+    async def poll_feed_recording_crashes(
+        self, name: str, *, scheduled: bool = False, slot: datetime | None = None
+    ) -> FeedPollReport:
+        """``poll_feed`` for a caller that goes on with other feeds (``poll``, the daemon's job): a
+        failure of this feed's own stages or write (a bug, its items refused) is recorded as the
+        feed's error instead of raised; a failure of the database as a whole still raises (every
+        feed's write would fail alike: the poll stops, the CLI says why)."""
+        started = time.perf_counter()
+        try:
+            return await self.poll_feed(name, scheduled=scheduled, slot=slot)
+        except Exception as exc:
+            if database_failed(exc):
+                raise
+            return await self._record_crashed_poll(name, exc, time.perf_counter() - started)
+
+    async def _record_crashed_poll(self, name: str, exc: Exception, elapsed: float) -> FeedPollReport:
         """A poll of one feed raised: logged with its traceback, and recorded as the feed's error
         (kind ``internal``: ``monitor feeds`` shows it; back-off and "source down" as for any
         failure) in a transaction of its own, if the database takes it."""

@@ -58,7 +58,6 @@ from monitor.config import Config, ConfigError
 from monitor.pipeline import FeedPollReport, Monitor
 from monitor.store.cluster import FeedLocks, release_schedule_leases, schema_lock, sqlite_daemon_lock
 from monitor.store.database import _sqlite_pragmas, async_url, is_sqlite, normalise_url, redact
-from monitor.store.errors import database_failed
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +121,9 @@ async def poll_feed_job(feed_name: str) -> dict[str, Any]:
     try:
         async with locks.hold(feed_name, wait=wait) as acquired:
             if acquired:
-                started = datetime.now(UTC)
-                try:
-                    report = await monitor.poll_feed(feed_name, scheduled=True, slot=slot)
-                except Exception as exc:
-                    if database_failed(exc):
-                        raise
-                    # A bug in one feed's stages, or its write refused: recorded as the feed's error
-                    # (kind internal, shown by `monitor feeds`, back-off as for any failure), as
-                    # `monitor poll` does, while this node still holds the feed.
-                    elapsed = (datetime.now(UTC) - started).total_seconds()
-                    report = await monitor.record_crashed_poll(feed_name, exc, elapsed)
+                # A failure of this feed's own stages is recorded as its error (kind internal), as
+                # in `monitor poll`, while this node still holds the feed.
+                report = await monitor.poll_feed_recording_crashes(feed_name, scheduled=True, slot=slot)
             else:
                 report = FeedPollReport(feed_name, "busy", error="another node is polling this feed")
     except Exception as exc:  # the database went away mid-poll, ...: logged, retried next slot
