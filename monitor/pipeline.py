@@ -12,7 +12,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -111,6 +111,25 @@ class _PollWrite:
     @property
     def finished(self) -> bool:
         return self.report is not None
+
+
+@dataclass(slots=True)
+class _BatchDiff:
+    """The matched items of a batch's feeds per story, waiting for the batch's diff
+    (``Monitor._diff_batch``) once every feed of the batch is stored and matched."""
+
+    tx: PollTransaction | None = None  # any of the batch's: they share its session and caches
+    items: dict[str, list[diff.StoryItem]] = field(default_factory=dict)
+    reports: dict[int, FeedPollReport] = field(default_factory=dict)  # item id -> its feed's
+
+    def add(
+        self, tx: PollTransaction, story_id: str, items: Sequence[diff.StoryItem], report: FeedPollReport
+    ) -> None:
+        if self.tx is None:
+            self.tx = tx
+        self.items.setdefault(story_id, []).extend(items)
+        for item in items:
+            self.reports[item.item_id] = report
 
 
 # Feeds written in one group-commit transaction at most (bounds its size and the time it holds
@@ -312,8 +331,16 @@ class Monitor:
         names = list(names) if names is not None else [f.name for f in self.config.feeds]
         reports: list[FeedPollReport] = []
 
+        # The feeds of this poll are written in the same group commits whichever answers first:
+        # a batch waits until it is full or no feed of the poll can still join it, so each batch's
+        # items are diffed together in publication order (``_diff_batch``), not in arrival order.
+        token = object()
+
         async def one(name: str) -> None:
-            report = await self.poll_feed_recording_crashes(name)
+            try:
+                report = await self.poll_feed_recording_crashes(name, commit_key=(token, name))
+            finally:
+                self._poll_commits.settle((token, name))
             reports.append(report)
             if progress is not None:
                 progress(report)
@@ -327,6 +354,8 @@ class Monitor:
         if never_polled >= PRESTART_PARSE_POOL:
             # A first poll of many feeds parses every one: start the parse workers while fetching.
             self.parse_pool.prestart()
+        if self._group_commit:
+            self._poll_commits.expect((token, name) for name in set(names))
         try:
             async with anyio.create_task_group() as tg:
                 for name in names:
@@ -334,18 +363,25 @@ class Monitor:
         finally:
             for name in names:
                 self._prefetched_states.pop(name, None)
+                self._poll_commits.settle((token, name))
         order = {n: i for i, n in enumerate(names)}
         reports.sort(key=lambda r: order.get(r.feed, 0))
         return PollSummary(reports, time.perf_counter() - started)
 
     async def poll_feed(
-        self, name: str, *, scheduled: bool = False, slot: datetime | None = None
+        self,
+        name: str,
+        *,
+        scheduled: bool = False,
+        slot: datetime | None = None,
+        commit_key: Hashable | None = None,
     ) -> FeedPollReport:
         """Poll one feed. Never raises for what a server sends; database errors do raise.
 
         ``scheduled`` polls respect the feed's back-off and cache lower bounds; a manual poll
         (``monitor poll``) asks now. ``slot`` (the schedule's fire time) makes a scheduled poll
         idempotent: a slot already committed for this feed (by any node) is skipped.
+        ``commit_key``: this poll's key in the group commit's ``expect`` (``poll``).
         """
         if name in self._in_flight:
             return FeedPollReport(name, "skipped", error="a poll of this feed is already running")
@@ -354,7 +390,7 @@ class Monitor:
             self._idle = anyio.Event()
         started = time.perf_counter()
         try:
-            report = await self._poll_feed(name, scheduled, slot)
+            report = await self._poll_feed(name, scheduled, slot, commit_key)
         finally:
             self._in_flight.discard(name)
             if not self._in_flight:
@@ -364,7 +400,12 @@ class Monitor:
         return report
 
     async def poll_feed_recording_crashes(
-        self, name: str, *, scheduled: bool = False, slot: datetime | None = None
+        self,
+        name: str,
+        *,
+        scheduled: bool = False,
+        slot: datetime | None = None,
+        commit_key: Hashable | None = None,
     ) -> FeedPollReport:
         """``poll_feed`` for a caller that goes on with other feeds (``poll``, the daemon's job): a
         failure of this feed's own stages or write (a bug, its items refused) is recorded as the
@@ -372,7 +413,7 @@ class Monitor:
         feed's write would fail alike: the poll stops, the CLI says why)."""
         started = time.perf_counter()
         try:
-            return await self.poll_feed(name, scheduled=scheduled, slot=slot)
+            return await self.poll_feed(name, scheduled=scheduled, slot=slot, commit_key=commit_key)
         except Exception as exc:
             if database_failed(exc):
                 raise
@@ -404,7 +445,9 @@ class Monitor:
         report.crashed, report.elapsed = True, elapsed
         return report
 
-    async def _poll_feed(self, name: str, scheduled: bool, slot: datetime | None = None) -> FeedPollReport:
+    async def _poll_feed(
+        self, name: str, scheduled: bool, slot: datetime | None = None, commit_key: Hashable | None = None
+    ) -> FeedPollReport:
         assert self.fetcher is not None, "Monitor is not open"
         state = self._prefetched_states.pop(name, None) or await anyio.to_thread.run_sync(
             self.store.feed_state, name
@@ -442,7 +485,7 @@ class Monitor:
         job = _PollWrite(name, result, parsed, body_hash, slot, fulltexts)
         if not self._group_commit:
             return await anyio.to_thread.run_sync(self._write_poll, job, limiter=self._db_limiter)
-        await self._poll_commits.write(job)
+        await self._poll_commits.write(job, commit_key)
         assert job.report is not None
         return job.report
 
@@ -453,7 +496,9 @@ class Monitor:
             try:
                 with self.store.poll_batch() as batch:
                     batch.preload([job.name for job in jobs])
-                    reports = [self._write_poll_in(batch.poll(job.name), job) for job in jobs]
+                    diffs = _BatchDiff()
+                    reports = [self._write_poll_in(batch.poll(job.name), job, diffs) for job in jobs]
+                    self._diff_batch(diffs)
             except Exception as exc:  # redone one by one below, where each error is reported
                 self._forget_story_state()
                 if database_failed(exc):  # ... unless each would fail alike (a lock: 30 s each)
@@ -548,9 +593,13 @@ class Monitor:
 
     def _write_poll(self, job: _PollWrite) -> FeedPollReport:
         with self.store.poll_transaction(job.name) as tx:
-            return self._write_poll_in(tx, job)
+            diffs = _BatchDiff()
+            report = self._write_poll_in(tx, job, diffs)
+            self._diff_batch(diffs)
+            return report
 
-    def _write_poll_in(self, tx: PollTransaction, job: _PollWrite) -> FeedPollReport:
+    def _write_poll_in(self, tx: PollTransaction, job: _PollWrite, diffs: _BatchDiff) -> FeedPollReport:
+        """One feed's writes in ``tx``; its matched items are left in ``diffs`` for the batch's diff."""
         name, result, parsed, body_hash, slot = job.name, job.result, job.parsed, job.body_hash, job.slot
         fulltexts = job.fulltexts
         if slot is not None:
@@ -569,7 +618,7 @@ class Monitor:
                 fulltext = (fulltexts or {}).get(item.entry.entry_id)
                 if fulltext is not None:
                     tx.set_fulltext(item.item_id, fulltext.text, fulltext.status)
-            self._match_and_diff(tx, changed, report, fulltexts, parsed)
+            self._match(tx, changed, report, diffs, fulltexts, parsed)
         return report
 
     def _update_health(
@@ -602,17 +651,20 @@ class Monitor:
             channels=self.alert_channels,
         )
 
-    def _match_and_diff(
+    def _match(
         self,
         tx: PollTransaction,
         changed: Sequence[ChangedItem],
         report: FeedPollReport,
+        diffs: _BatchDiff,
         fulltexts: dict[str, FullText] | None = None,
         parsed: ParsedFeed | None = None,
     ) -> None:
-        """``parsed``: the feed the items come from, with what the parse worker matched and
-        analysed of them (``ParsedFeed.screened``, ``.outcomes``, ``.novelty``, ``.sentences``,
-        ``.documents``; see story_work)."""
+        """Matches one feed's new and changed items against every story and stores the matches;
+        the matched items wait in ``diffs`` for the batch's diff (``_diff_batch``). ``parsed``: the
+        feed the items come from, with what the parse worker matched and analysed of them
+        (``ParsedFeed.screened``, ``.outcomes``, ``.novelty``, ``.sentences``, ``.documents``; see
+        story_work)."""
         if not changed or not self.config.stories:
             return
         from monitor import diff
@@ -704,21 +756,39 @@ class Monitor:
             if cutoff is not None and cutoff != cutoff_before:
                 # The story's start became known (or moved): earlier items are background.
                 tx.remove_matches_before(story_id, cutoff)
+            diffs.add(tx, story_id, story_items, report)
+        report.matched = len(matched_ids)
+
+    def _diff_batch(self, diffs: _BatchDiff) -> None:
+        """The diff stage for a batch's matched items, story by story, in the batch's transaction:
+        all of the batch's items of a story at once, so which of them opens a development depends
+        on their publication dates and content (``diff.diff_items``), not on which feed was
+        written first. A created development counts for the feed of the item that opened it."""
+        tx = diffs.tx
+        if tx is None:
+            return
+        from monitor import diff
+
+        matchers = self._stories()
+        for story_id, story_items in diffs.items.items():
             # Coverage older than the story's start restates what the baseline summarises: it is
             # never a development, also when it was diffed before the start was known.
-            story_start = matcher.state.start
+            story_start = matchers[story_id].state.start
             if story_start is not None and self._diff_starts.get(story_id) != story_start:
                 tx.remove_development_sources(story_id, published_before=diff.background_before(story_start))
                 self._diff_starts[story_id] = story_start
-            if story_items:
-                known = tx.known_developments(story_id)
-                found = diff.find_developments(
-                    self.baselines[story_id], known, story_items, story_start=story_start
-                )
-                for record in found:
-                    _, created = tx.add_development(record, self.alert_channels)
-                    report.developments += int(created)
-        report.matched = len(matched_ids)
+            if not story_items:
+                continue
+            known = tx.known_developments(story_id)
+            found = diff.find_developments(
+                self.baselines[story_id], known, story_items, story_start=story_start
+            )
+            for record in found:
+                _, created = tx.add_development(record, self.alert_channels)
+                if created and record.sources:
+                    opener = diffs.reports.get(record.sources[0].item_id)
+                    if opener is not None:
+                        opener.developments += 1
 
     async def wait_idle(self) -> None:
         """Return once no poll is running (used for a clean shutdown)."""

@@ -293,3 +293,30 @@ def test_a_sentence_scores_the_same_whatever_the_order_of_its_terms() -> None:
         )
         scores.add(score_sentence(sentence, reference, frozenset({"gipfel"})).score)
     assert scores == {round(17 / 32, 4)}  # 1.7 / 3.2, exactly
+
+
+def test_items_of_the_same_time_open_the_same_development_whatever_order_they_were_written_in() -> None:
+    """Two outlets report the same news at the same time (day-precise dates, a wire copy): which of
+    them opens the development (its title, its key, hence its alert) must not depend on which feed
+    happened to be written first, i.e. on the item ids."""
+    same_time = T0 + timedelta(hours=2)
+
+    def report(item_id: int, outlet: str, title: str, text: str) -> StoryItem:
+        return replace(
+            item(item_id, title, text), feed=outlet, url=f"https://{outlet}.example/1", published=same_time
+        )
+
+    def developments(cancellation_id: int, copy_id: int) -> list[tuple[str, str, list[str], list[str]]]:
+        items = [
+            report(cancellation_id, "nordkurier", T.CANCELLATION_TITLE, T.CANCELLATION),
+            report(copy_id, "suedblatt", T.CANCELLATION_COPY_TITLE, T.CANCELLATION_COPY),
+        ]
+        outlet = {i.item_id: i.feed for i in items}
+        return [
+            (r.key, r.title, r.novel, [outlet[s.item_id] for s in r.sources])
+            for r in find_developments(BASELINE, [], items)
+        ]
+
+    first, second = developments(2, 3), developments(3, 2)
+    assert len(first) == 1 and len(first[0][3]) == 2  # one development, both outlets its sources
+    assert first == second

@@ -301,7 +301,7 @@ def test_crash_mid_poll_leaves_the_previous_state(
         def crash(*args: Any) -> None:
             raise RuntimeError("simulated crash after the items were written")
 
-        monkeypatch.setattr(monitor, "_match_and_diff", crash)
+        monkeypatch.setattr(monitor, "_diff_batch", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             poll(monitor, portal)
         after = state(monitor)

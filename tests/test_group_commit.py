@@ -179,3 +179,63 @@ def test_a_cancelled_flush_keeps_what_its_thread_wrote_and_fails_the_rest() -> N
     assert written == [1]  # the second job was never written, nor the first twice
     assert (first.result, first.error) == (1, None)  # written: its outcome stands
     assert outcomes == {"second": "failed"} and isinstance(second.error, _Broken)
+
+
+def test_expected_writers_are_gathered_into_one_batch() -> None:
+    """``monitor poll``: the first job does not flush alone while the other feeds of the poll can
+    still join its batch; a writer that settles without a job (a 304, an error) is not waited for."""
+    batches: list[list[int]] = []
+
+    def write(jobs: list[_Job]) -> None:
+        batches.append([j.n for j in jobs])
+        for j in jobs:
+            j.result = j.n
+
+    async def main() -> None:
+        commits = _commits(write, batch_max=10)
+        commits.expect(["a", "b", "c", "d"])
+        go_b, go_c = anyio.Event(), anyio.Event()
+
+        async def writer(key: str, n: int, after: anyio.Event | None) -> None:
+            if after is not None:
+                await after.wait()
+            await commits.write(_Job(n), key)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer, "a", 1, None)
+            tg.start_soon(writer, "c", 3, go_c)
+            await anyio.wait_all_tasks_blocked()  # a is queued, its flush waits for b, c and d
+            assert batches == []
+            commits.settle("d")  # d brought nothing to write
+            go_c.set()
+            await anyio.wait_all_tasks_blocked()
+            assert batches == []  # b can still join
+            tg.start_soon(writer, "b", 2, go_b)
+            go_b.set()
+        assert batches == [[1, 3, 2]]
+
+    anyio.run(main)
+
+
+def test_a_gathered_batch_waits_for_its_expected_writers_no_longer_than_the_gather_time() -> None:
+    """A feed that hangs does not hold back the writes of the feeds that answered: the batch goes
+    once its first job has waited ``gather`` seconds."""
+    batches: list[list[int]] = []
+
+    def write(jobs: list[_Job]) -> None:
+        batches.append([j.n for j in jobs])
+        for j in jobs:
+            j.result = j.n
+
+    async def main() -> float:
+        commits = GroupCommit(
+            write, limiter=anyio.CapacityLimiter(1), batch_max=10, failure=_Broken, gather=0.2
+        )
+        commits.expect(["fast", "hanging"])
+        started = anyio.current_time()
+        await commits.write(_Job(1), "fast")  # returns although "hanging" never writes nor settles
+        return anyio.current_time() - started
+
+    waited = anyio.run(main)
+    assert batches == [[1]]
+    assert waited >= 0.2

@@ -658,7 +658,7 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
     when the worker's results were made under other stories (``screened`` names them)."""
     from monitor.fulltext import FullText
     from monitor.parse import Entry, ParsedFeed, content_hash
-    from monitor.pipeline import FeedPollReport, Monitor
+    from monitor.pipeline import FeedPollReport, Monitor, _BatchDiff
 
     project.write(
         {
@@ -692,7 +692,9 @@ def test_the_poll_trusts_the_workers_screen_only_for_the_entrys_own_text(project
             parsed = ParsedFeed(entries, screened=screened or monitor.parse_pool.stories_key)
             with monitor.store.poll_transaction("kurier") as tx:
                 changed = tx.upsert_entries(entries)
-                monitor._match_and_diff(tx, changed, FeedPollReport("kurier", "ok"), fulltexts, parsed)
+                diffs = _BatchDiff()
+                monitor._match(tx, changed, FeedPollReport("kurier", "ok"), diffs, fulltexts, parsed)
+                monitor._diff_batch(diffs)
             return sorted(i["url"] or i["title"] for i in monitor.items("gipfel"))
         finally:
             await monitor.close()
@@ -776,7 +778,7 @@ def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project
     from monitor import story_work
     from monitor.fulltext import FullText
     from monitor.parse import Entry, ParsedFeed, content_hash
-    from monitor.pipeline import FeedPollReport, Monitor
+    from monitor.pipeline import FeedPollReport, Monitor, _BatchDiff
 
     t0 = datetime(2025, 10, 16, 9, tzinfo=UTC)
     texts = [
@@ -831,7 +833,9 @@ def test_the_writer_stores_the_same_with_the_workers_outcomes_as_without(project
             with monitor.store.poll_transaction("kurier") as tx:
                 changed = tx.upsert_entries(entries)
                 report = FeedPollReport("kurier", "ok")
-                monitor._match_and_diff(tx, changed, report, fulltexts, parsed if mode == "worker" else None)
+                diffs = _BatchDiff()
+                monitor._match(tx, changed, report, diffs, fulltexts, parsed if mode == "worker" else None)
+                monitor._diff_batch(diffs)
         finally:
             await monitor.close()
         return db

@@ -1,6 +1,7 @@
 """Developments: group the items that report the same new fact; keep the story moving. Pure.
 
-For each matched item (oldest first):
+For each matched item (oldest first; items of the same time in an order of their content, see
+``_diff_order``):
 
 1. score it against the baseline: no novel sentence, or an item score below the story's
    threshold -> a restatement, no development;
@@ -200,6 +201,15 @@ def _sentences_for(item: StoryItem) -> tuple[Sequence[tuple[Sentence, bool]], li
     return item_sentences(item.title, item.text), []
 
 
+def _diff_order(item: StoryItem) -> tuple[datetime, bytes, str, int]:
+    """Oldest first; items of the same time (day-precise dates are common, a wire copy reaches
+    several feeds at once) in an order of their content, so the same items open the same
+    developments whichever feed was fetched or written first (the item id is that write order:
+    the last resort, for identical copies in one feed)."""
+    material = "\x00".join((item.title, item.text, item.url or "")).encode("utf-8", "surrogatepass")
+    return item.published, hashlib.blake2b(material, digest_size=8).digest(), item.feed, item.item_id
+
+
 def diff_items(
     baseline: BaselineModel,
     known: Sequence[KnownDevelopment],
@@ -221,7 +231,7 @@ def diff_items(
         story.extend(sentences)
 
     diffs: list[ItemDiff] = []
-    for item in sorted(items, key=lambda i: (i.published, i.item_id)):
+    for item in sorted(items, key=_diff_order):
         if cutoff is not None and item.published < cutoff:
             diffs.append(ItemDiff(item.item_id, 0.0, 0.0, [], [], "background", None))
             continue
