@@ -1,7 +1,7 @@
 """Developments: group the items that report the same new fact; keep the story moving. Pure.
 
-For each matched item (oldest first; items of the same time in an order of their content, see
-``_diff_order``):
+For each matched item (oldest first; of items of the same time the one that says most first, see
+``diff_items``):
 
 1. score it against the baseline: no novel sentence, or an item score below the story's
    threshold -> a restatement, no development;
@@ -201,13 +201,16 @@ def _sentences_for(item: StoryItem) -> tuple[Sequence[tuple[Sentence, bool]], li
     return item_sentences(item.title, item.text), []
 
 
-def _diff_order(item: StoryItem) -> tuple[datetime, bytes, str, int]:
-    """Oldest first; items of the same time (day-precise dates are common, a wire copy reaches
-    several feeds at once) in an order of their content, so the same items open the same
-    developments whichever feed was fetched or written first (the item id is that write order:
-    the last resort, for identical copies in one feed)."""
-    material = "\x00".join((item.title, item.text, item.url or "")).encode("utf-8", "surrogatepass")
-    return item.published, hashlib.blake2b(material, digest_size=8).digest(), item.feed, item.item_id
+# Where an item goes in the diff (``diff_items``), and its sentences once analysed (``_sentences_for``).
+_Order = tuple[datetime, float, bytes, str, int]
+_Analysed = tuple[Sequence[tuple[Sentence, bool]], list[Sentence]]
+
+
+def _content_order(item: StoryItem) -> bytes:
+    """An order of items by their content alone (not their ids, feeds or links, which depend on
+    write order and on where the item was found)."""
+    material = f"{item.title}\x00{item.text}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(material, digest_size=8).digest()
 
 
 def diff_items(
@@ -218,8 +221,9 @@ def diff_items(
     threshold: float | None = None,
     story_start: datetime | None = None,
 ) -> tuple[list[DevelopmentRecord], list[ItemDiff]]:
-    """Developments (new ones and sources for existing ones) and the per-item explanation.
-    ``story_start``: when the story started (the baseline's date); older items are background."""
+    """Developments (new ones and sources for existing ones) and the per-item explanation, in the
+    order the items were diffed. ``story_start``: when the story started (the baseline's date);
+    older items are background."""
     threshold = baseline.novelty_threshold if threshold is None else threshold
     cutoff = background_before(story_start)
     story = baseline.reference.copy()
@@ -230,30 +234,42 @@ def diff_items(
         devs.append(_Dev(k.key, k.title, 0.0, sentences, terms, k.first_seen, known_id=k.id))
         story.extend(sentences)
 
-    diffs: list[ItemDiff] = []
-    for item in sorted(items, key=_diff_order):
+    # Step 1, against the baseline alone: independent of the order of the items.
+    diffs: list[tuple[_Order, ItemDiff]] = []
+    news: list[tuple[_Order, StoryItem, float, list[SentenceNovelty], _Analysed | None]] = []
+    for item in items:
         if cutoff is not None and item.published < cutoff:
-            diffs.append(ItemDiff(item.item_id, 0.0, 0.0, [], [], "background", None))
+            order = (item.published, 0.0, _content_order(item), item.feed, item.item_id)
+            diffs.append((order, ItemDiff(item.item_id, 0.0, 0.0, [], [], "background", None)))
             continue
         ahead = item.novelty
         if ahead is not None and threshold == baseline.novelty_threshold and not _against_previous(item):
             # Step 1 done by the parse worker (``baseline_novelty``): the same score, the same novel
             # sentences, and a restatement's sentences not even analysed here.
             base_score, novel = ahead[0], list(ahead[1])
-            if not novel:
-                diffs.append(ItemDiff(item.item_id, base_score, 0.0, [], [], "restatement", None))
-                continue
-            sentences, previous = _sentences_for(item)
+            restates = not novel
+            analysed = None  # not needed for a restatement
         else:
-            sentences, previous = _sentences_for(item)
+            analysed = sentences, previous = _sentences_for(item)
             base_ref = baseline.reference
             if previous:
                 base_ref = base_ref.copy()
                 base_ref.extend(previous)
             base_score, novel = score_item(sentences, base_ref, baseline.key_terms)
-            if _restates(base_score, novel, threshold):
-                diffs.append(ItemDiff(item.item_id, base_score, 0.0, novel, [], "restatement", None))
-                continue
+            restates = _restates(base_score, novel, threshold)
+        # Oldest first. Reports of the same time (day-precise dates; a wire copy in several feeds)
+        # strongest first, then in an order of their content: the report that says most opens the
+        # development and the others join it, whichever feed was fetched or written first (the
+        # item id, i.e. write order, is the last resort, for identical copies in one feed).
+        order = (item.published, -base_score, _content_order(item), item.feed, item.item_id)
+        if restates:
+            diffs.append((order, ItemDiff(item.item_id, base_score, 0.0, novel, [], "restatement", None)))
+        else:
+            news.append((order, item, base_score, novel, analysed))
+
+    # Steps 2 and 3, against the story so far, which grows with each new development.
+    for order, item, base_score, novel, analysed in sorted(news, key=lambda n: n[0]):
+        sentences, previous = analysed if analysed is not None else _sentences_for(item)
         story_ref = story
         if previous:
             story_ref = story.copy()
@@ -285,11 +301,14 @@ def diff_items(
             dev.sources[item.item_id] = [s.text for s in kept]
             devs.append(dev)
             story.extend(dev.sentences)
-            diffs.append(ItemDiff(item.item_id, base_score, story_score, novel, residual, "new", key))
+            diffs.append(
+                (order, ItemDiff(item.item_id, base_score, story_score, novel, residual, "new", key))
+            )
         else:
             assert best is not None
             best.sources.setdefault(item.item_id, [s.text for s in _strongest(novel)])
-            diffs.append(ItemDiff(item.item_id, base_score, story_score, novel, residual, "known", best.key))
+            verdict = ItemDiff(item.item_id, base_score, story_score, novel, residual, "known", best.key)
+            diffs.append((order, verdict))
 
     records = []
     for dev in devs:
@@ -308,7 +327,7 @@ def diff_items(
                 update_of=dev.update_of,
             )
         )
-    return records, diffs
+    return records, [d for _, d in sorted(diffs, key=lambda d: d[0])]
 
 
 def find_developments(
