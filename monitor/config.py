@@ -757,11 +757,12 @@ def format_validation_error(
     node: yaml.Node | None,
     env_paths: Mapping[tuple[str, ...], str] | None = None,
 ) -> str:
-    lines = []
+    # One line per value: a value that fits none of a field's alternatives (``near``: a number or
+    # 'sentence') gets pydantic's error for each alternative, under a tag of its own in the path.
+    merged: dict[tuple[Any, ...], list[str]] = {}
     for err in exc.errors():
         # Drop pydantic's internal union/function tags from the path; keep only keys and indexes.
-        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-"))
-        loc = tuple(p for p in loc if p not in ("str", "float", "int", "BaselineConfig"))
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not _is_union_tag(str(p)))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -779,5 +780,24 @@ def format_validation_error(
         )
         line = None if env_key else _line_of(node, loc)
         where = f" (line {line})" if line else f" (from environment {env_key})" if env_key else ""
-        lines.append(f"{source}: {format_loc(loc)}{where}: {msg}")
-    return "\n".join(lines)
+        messages = merged.setdefault((format_loc(loc), where), [])
+        if msg not in messages:
+            messages.append(msg)
+    return "\n".join(
+        f"{source}: {path}{where}: {'; or: '.join(messages)}" for (path, where), messages in merged.items()
+    )
+
+
+# What pydantic puts into an error's path besides keys and indexes: the member of a union that was
+# tried (``constrained-int``, ``literal['sentence']``, ``str``, a model's name) or a validator
+# (``function-after[...]``). Keys of the config are snake_case; a user's names (feeds, terms) are
+# never taken for a tag unless they are written exactly like one of these.
+_UNION_TAG_RE = re.compile(r"^(?:constrained-[a-z]+|[a-z][a-z-]*\[.*\])$")
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "list", "dict"})
+
+
+def _is_union_tag(part: str) -> bool:
+    if part in _TYPE_TAGS or _UNION_TAG_RE.match(part):
+        return True
+    model = globals().get(part)
+    return isinstance(model, type) and issubclass(model, BaseModel)

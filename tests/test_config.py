@@ -56,6 +56,30 @@ def test_config_errors_name_file_path_and_problem(project: Project, text: str, e
     assert expected in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("near", "expected"),
+    [
+        ("0", "Input should be greater than or equal to 1; or: Input should be 'sentence'"),
+        ("absatz", "Input should be a valid integer; or: Input should be 'sentence'"),
+    ],
+)
+def test_a_value_that_fits_no_alternative_is_one_error_without_pydantic_labels(
+    project: Project, near: str, expected: str
+) -> None:
+    """``near`` takes a number of words or 'sentence': one line for the value, naming both, and
+    none of pydantic's internal labels of the alternatives (``constrained-int``, ``literal[...]``)."""
+    project.write(
+        "stories:\n  - id: s\n    title: S\n    rules:\n      terms: {ort: [Budapest]}\n"
+        f"      match:\n        - any: [ort]\n          near: {near}\n"
+    )
+    result = project.cli("feeds")
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if "near" in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].endswith(f"stories[0].rules.match[0].near (line 8): {expected}"), errors
+    assert "constrained" not in result.stderr and "literal[" not in result.stderr
+
+
 def test_missing_config_file_is_exit_2(tmp_path: Path) -> None:
     project = Project(tmp_path)  # nothing written
     result = project.cli("poll")
@@ -308,3 +332,18 @@ def test_numbers_still_read_as_numbers_from_the_file_and_the_environment() -> No
     )
     assert (config.fetch.concurrency, config.fetch.per_host, config.fetch.http2) == (8, 3, True)
     assert (config.alerts.retry.jitter, config.alerts.batch, config.ops.port) == (0.0, 7, 0)
+
+
+def test_no_key_of_the_config_is_taken_for_a_pydantic_label() -> None:
+    """Error paths drop pydantic's labels of union members (``_is_union_tag``); a key of the config
+    written like one would vanish from the path of its errors."""
+    import monitor.config as config_module
+
+    models = [
+        m
+        for m in vars(config_module).values()
+        if isinstance(m, type) and issubclass(m, config_module.BaseModel) and m.__module__ == "monitor.config"
+    ]
+    keys = {key for model in models for key in model.model_fields}
+    assert len(models) > 10 and {"url", "near", "none", "interval"} <= keys
+    assert [key for key in sorted(keys) if config_module._is_union_tag(key)] == []
