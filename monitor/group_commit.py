@@ -99,10 +99,17 @@ class GroupCommit(Generic[J]):
         batch: list[J] = []
         try:
             while self._queue:
-                await self._gathered()
-                size = self._batch_max or len(self._queue)
-                batch, self._queue = self._queue[:size], self._queue[size:]
-                self._oldest = anyio.current_time()  # the jobs left queued during this write
+                try:
+                    await self._gathered()
+                except anyio.get_cancelled_exc_class():
+                    # Stopped while gathering (SIGTERM, a sibling's failure): the batch gathered
+                    # so far was fetched and parsed, and without the wait it would be written by
+                    # now; it still is, then the stop goes on.
+                    batch = self._take()
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self._write, batch, limiter=self._limiter)
+                    raise
+                batch = self._take()
                 await anyio.to_thread.run_sync(self._write, batch, limiter=self._limiter)
                 for job in batch:
                     job.done.set()
@@ -117,6 +124,13 @@ class GroupCommit(Generic[J]):
             raise
         finally:
             self._flushing = False
+
+    def _take(self) -> list[J]:
+        """The next batch, off the queue."""
+        size = self._batch_max or len(self._queue)
+        batch, self._queue = self._queue[:size], self._queue[size:]
+        self._oldest = anyio.current_time()  # the jobs left queued during this batch's write
+        return batch
 
     async def _gathered(self) -> None:
         """Until the queue holds a full batch, no expected writer is left to join it, or the first

@@ -121,12 +121,21 @@ class _BatchDiff:
     tx: PollTransaction | None = None  # any of the batch's: they share its session and caches
     items: dict[str, list[diff.StoryItem]] = field(default_factory=dict)
     reports: dict[int, FeedPollReport] = field(default_factory=dict)  # item id -> its feed's
+    # Per story, the matcher and baseline of the batch's last match (``Monitor._match``).
+    models: dict[str, tuple[StoryMatcher, diff.BaselineModel]] = field(default_factory=dict)
 
     def add(
-        self, tx: PollTransaction, story_id: str, items: Sequence[diff.StoryItem], report: FeedPollReport
+        self,
+        tx: PollTransaction,
+        story_id: str,
+        items: Sequence[diff.StoryItem],
+        report: FeedPollReport,
+        matcher: StoryMatcher,
+        baseline: diff.BaselineModel,
     ) -> None:
         if self.tx is None:
             self.tx = tx
+        self.models[story_id] = (matcher, baseline)
         self.items.setdefault(story_id, []).extend(items)
         for item in items:
             self.reports[item.item_id] = report
@@ -251,26 +260,37 @@ class Monitor:
 
     def _stories(self) -> dict[str, StoryMatcher]:
         """The compiled story matchers (and ``self.baselines``), built once, from any thread."""
+        with self._compile_lock:
+            self._compile_stories()
+            return dict(self.matchers)  # a copy: _forget_story_state may clear the dict meanwhile
+
+    def _story_models(self) -> tuple[dict[str, StoryMatcher], dict[str, diff.BaselineModel]]:
+        """``_stories`` and the stories' baselines, taken together (``_forget_story_state`` may
+        clear both from another thread between two separate reads)."""
+        with self._compile_lock:
+            self._compile_stories()
+            return dict(self.matchers), {story_id: self.baselines[story_id] for story_id in self.matchers}
+
+    def _compile_stories(self) -> None:
+        """Compiles the stories not compiled yet (with ``_compile_lock`` held)."""
         from monitor import diff
         from monitor.match import compile_story
 
-        with self._compile_lock:
-            if len(self.matchers) < len(self.config.stories):
-                for story in self.config.stories:
-                    if story.id in self.matchers:
-                        continue
-                    text = self._baseline_texts.get(story.id)
-                    matcher = compile_story(story, text)
-                    if matcher.similarity is not None:
-                        # The story so far (similarity to items already in it, when it started);
-                        # a story without similarity rules keeps no such state: skip the query
-                        # (~20 ms per story and 400 items read through the ORM).
-                        matcher.load_story(self.store.story_item_texts(story.id))
-                    self.baselines[story.id] = diff.build_baseline(
-                        story.id, text, novelty_threshold=story.novelty_threshold
-                    )
-                    self.matchers[story.id] = matcher
-            return dict(self.matchers)  # a copy: _forget_story_state may clear the dict meanwhile
+        if len(self.matchers) < len(self.config.stories):
+            for story in self.config.stories:
+                if story.id in self.matchers:
+                    continue
+                text = self._baseline_texts.get(story.id)
+                matcher = compile_story(story, text)
+                if matcher.similarity is not None:
+                    # The story so far (similarity to items already in it, when it started);
+                    # a story without similarity rules keeps no such state: skip the query
+                    # (~20 ms per story and 400 items read through the ORM).
+                    matcher.load_story(self.store.story_item_texts(story.id))
+                self.baselines[story.id] = diff.build_baseline(
+                    story.id, text, novelty_threshold=story.novelty_threshold
+                )
+                self.matchers[story.id] = matcher
 
     def _story_screen(self, matchers: dict[str, StoryMatcher]) -> tuple[StoryScreen, str]:
         """One screen for all stories (``match.StoryScreen``), built once per set of matchers, and
@@ -676,7 +696,7 @@ class Monitor:
         # lemmas) is computed once too: ``match.prepare`` and ``diff.novelty.item_sentences`` are
         # cached, and the stories run one after another over the same items.
         texts = [_diff_text(item.entry.entry_id, item.entry.text, fulltexts) for item in changed]
-        matchers = self._stories()
+        matchers, baselines = self._story_models()
         # Items that no story could match (most of them) are screened out once for all stories.
         screen, key = self._story_screen(matchers)
         # The worker matched the entries' own texts against these stories' rules and diffed them
@@ -698,8 +718,8 @@ class Monitor:
             for item, text, own in zip(changed, texts, own_texts, strict=True)
         ]
         # Match every story first, then store all matches in one statement (one executemany per
-        # feed instead of one per story and feed); the removals and the diff below run per story
-        # after its matches are stored, as before.
+        # feed instead of one per story and feed); the removals below run per story after its
+        # matches are stored, the diff once for the batch (``_diff_batch``).
         records: list[MatchRecord] = []
         matched: list[tuple[str, StoryMatcher, list[diff.StoryItem], list[int], datetime | None]] = []
         for index, (story_id, matcher) in enumerate(matchers.items()):
@@ -756,7 +776,7 @@ class Monitor:
             if cutoff is not None and cutoff != cutoff_before:
                 # The story's start became known (or moved): earlier items are background.
                 tx.remove_matches_before(story_id, cutoff)
-            diffs.add(tx, story_id, story_items, report)
+            diffs.add(tx, story_id, story_items, report, matcher, baselines[story_id])
         report.matched = len(matched_ids)
 
     def _diff_batch(self, diffs: _BatchDiff) -> None:
@@ -769,20 +789,21 @@ class Monitor:
             return
         from monitor import diff
 
-        matchers = self._stories()
         for story_id, story_items in diffs.items.items():
+            # The matcher and baseline the batch's items were matched with: not read again here, as
+            # ``_forget_story_state`` (a feed's crashed poll, on the event loop) may have dropped
+            # them meanwhile, and matchers rebuilt from the database lack this batch's items.
+            matcher, baseline = diffs.models[story_id]
             # Coverage older than the story's start restates what the baseline summarises: it is
             # never a development, also when it was diffed before the start was known.
-            story_start = matchers[story_id].state.start
+            story_start = matcher.state.start
             if story_start is not None and self._diff_starts.get(story_id) != story_start:
                 tx.remove_development_sources(story_id, published_before=diff.background_before(story_start))
                 self._diff_starts[story_id] = story_start
             if not story_items:
                 continue
             known = tx.known_developments(story_id)
-            found = diff.find_developments(
-                self.baselines[story_id], known, story_items, story_start=story_start
-            )
+            found = diff.find_developments(baseline, known, story_items, story_start=story_start)
             for record in found:
                 _, created = tx.add_development(record, self.alert_channels)
                 if created and record.sources:

@@ -239,3 +239,35 @@ def test_a_gathered_batch_waits_for_its_expected_writers_no_longer_than_the_gath
     waited = anyio.run(main)
     assert batches == [[1]]
     assert waited >= 0.2
+
+
+def test_a_poll_stopped_while_its_batch_gathers_still_writes_what_was_gathered() -> None:
+    """SIGTERM (or a sibling's failure) cancels the poll while a batch waits for more feeds: the
+    feeds already fetched and parsed are written (as they would have been without the wait), once,
+    and the group commit takes the next poll's writes as before."""
+    batches: list[list[int]] = []
+
+    def write(jobs: list[_Job]) -> None:
+        batches.append([j.n for j in jobs])
+        for j in jobs:
+            j.result = j.n
+
+    first, second, later = _Job(1), _Job(2), _Job(3)
+
+    async def main() -> None:
+        commits = _commits(write, batch_max=10)
+        commits.expect(["a", "b", "hanging"])
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(commits.write, first, "a")
+                tg.start_soon(commits.write, second, "b")
+                await anyio.wait_all_tasks_blocked()  # the batch waits for "hanging"
+                assert batches == []
+                scope.cancel()
+        assert scope.cancelled_caught
+        commits.settle("hanging")
+        await commits.write(later)
+
+    anyio.run(main)
+    assert batches == [[1, 2], [3]]
+    assert (first.result, first.error, second.result, second.error) == (1, None, 2, None)

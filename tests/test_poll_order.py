@@ -2,7 +2,7 @@
 
 Two outlets carry the same news with the same date (day-precise dates and wire copies make that
 common). Which of them opens the development decides its title and key, hence what the alert says:
-it must follow from the items (``diff._diff_order``), not from which feed's response happened to
+it must follow from the items (``diff.diff_items``), not from which feed's response happened to
 come back and be written first. The poll writes the feeds that answer within its gather time in one
 batch (``GroupCommit.expect``) and diffs that batch's items together (``Monitor._diff_batch``).
 """

@@ -221,9 +221,9 @@ def diff_items(
     threshold: float | None = None,
     story_start: datetime | None = None,
 ) -> tuple[list[DevelopmentRecord], list[ItemDiff]]:
-    """Developments (new ones and sources for existing ones) and the per-item explanation, in the
-    order the items were diffed. ``story_start``: when the story started (the baseline's date);
-    older items are background."""
+    """Developments (new ones and sources for existing ones) and the per-item explanation, oldest
+    item first (items of the same time in the order explained below). ``story_start``: when the
+    story started (the baseline's date); older items are background."""
     threshold = baseline.novelty_threshold if threshold is None else threshold
     cutoff = background_before(story_start)
     story = baseline.reference.copy()
