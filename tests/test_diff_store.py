@@ -72,6 +72,8 @@ def test_remove_development_sources_withdraws_a_development_left_without_sources
             assert [k.key for k in tx.known_developments("graz-gipfel")] == ["d-cancel"]
         assert [d["key"] for d in store.developments("graz-gipfel")] == ["d-cancel"]
         assert store.developments("another-story") == []
+        # the story's count (dashboard, /api/stories) is of the listed developments alone
+        assert store.story_stats()["graz-gipfel"]["developments"] == 1
         with store.session() as session:
             statuses = {d.development_id: (d.status, d.last_error) for d in session.scalars(select(Delivery))}
         assert statuses[withdrawn[0]][0] == "skipped" and "withdrawn" in (statuses[withdrawn[0]][1] or "")

@@ -136,6 +136,33 @@ def test_csv_cells_never_start_a_spreadsheet_formula() -> None:
     assert row["first_source_feed"] == "'-feed"
 
 
+def test_atom_stays_well_formed_with_characters_xml_does_not_allow() -> None:
+    """Feed text may carry control characters or a lone surrogate; ElementTree writes them as they
+    are, which made the whole feed unreadable. They become U+FFFD."""
+    from datetime import UTC, datetime
+
+    from monitor.web.export import developments_atom
+
+    now = datetime(2025, 10, 17, tzinfo=UTC)
+    dev = {
+        "id": 1,
+        "story": "s",
+        "key": "k",
+        "title": "Gipfel\x01 abgesagt\x1f",
+        "first_seen": now,
+        "updated_at": now,
+        "score": 1.0,
+        "novel": ["Der Gipfel\x0b ist abgesagt \ud800."],
+        "sources": [{"url": "https://a.example/", "feed": "feed\x02", "title": "t\x0c", "published": now}],
+    }
+    root = ET.fromstring(developments_atom("s", "Story\x07", [dev]))
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    assert root.findtext("a:entry/a:title", namespaces=ns) == "Gipfel\ufffd abgesagt\ufffd"
+    assert root.findtext("a:entry/a:summary", namespaces=ns) == "Der Gipfel\ufffd ist abgesagt \ufffd."
+    assert root.findtext("a:title", namespaces=ns) == "Story\ufffd: developments"
+    assert "feed\ufffd" in (root.findtext("a:entry/a:content", namespaces=ns) or "")
+
+
 def test_export_errors_are_usage_errors(desk: Desk) -> None:
     unknown = desk.project.cli("export", "--story", "nope")
     assert unknown.exit_code == 2 and "unknown story" in unknown.stderr

@@ -101,6 +101,11 @@ def test_api_content(served: ServedDesk, desk: Desk) -> None:
     assert len(items) == 5
     assert all(i["published"] >= "2025-10-16T10:00:00Z" for i in items)
     assert get("/api/items?limit=0").status_code == 422
+    # times whose UTC falls outside the years 1-9999: the earliest and the latest there is
+    everything = get(f"/api/items?story={STORY_ID}&limit=1000&since=0001-01-01T00:00:00%2B01:00")
+    assert everything.status_code == 200 and len(everything.json()) == stories[0]["items"]
+    nothing = get(f"/api/items?story={STORY_ID}&since=9999-12-31T23:59:59-01:00")
+    assert nothing.status_code == 200 and nothing.json() == []
     feeds = get("/api/feeds").json()
     assert feeds[0]["name"] == "kaputt" and feeds[0]["status"] == "failing" and feeds[0]["error_streak"] == 1
     assert {f["status"] for f in feeds[1:]} == {"ok"}

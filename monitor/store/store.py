@@ -106,6 +106,18 @@ def _insert_for(engine: Engine, table: Any) -> Any:
     raise StoreError(f"unsupported database dialect {dialect!r}")
 
 
+def _utc_bound(value: datetime) -> datetime:
+    """``value`` in UTC, for a comparison: a time whose UTC falls outside the years 1-9999
+    (``0001-01-01T00:00+01:00``) is the earliest or the latest time there is (it raised
+    OverflowError: an HTTP 500 for ``/api/items?since=``)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
 class PollBatch:
     """The poll transactions of several feeds in one database transaction (``Store.poll_batch``)."""
 
@@ -825,7 +837,7 @@ class Store:
             if story_id:
                 stmt = stmt.where(StoryMatch.story_id == story_id)
             if since:
-                stmt = stmt.where(Item.published >= since)
+                stmt = stmt.where(Item.published >= _utc_bound(since))
             if limit:
                 stmt = stmt.limit(limit)
             out = []
@@ -918,10 +930,10 @@ class Store:
                     "developments": 0,
                     "last_development": None,
                 }
-            dev_rows = session.execute(
-                select(Development.story_id, func.count(), func.max(Development.first_seen)).group_by(
-                    Development.story_id
-                )
+            dev_rows = session.execute(  # withdrawn developments (no source left) are not listed
+                select(Development.story_id, func.count(), func.max(Development.first_seen))
+                .where(_has_sources())
+                .group_by(Development.story_id)
             )
             empty = {"items": 0, "outlets": 0, "first_item": None, "last_item": None}
             for story_id, count, last in dev_rows:

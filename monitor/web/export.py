@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -57,6 +58,18 @@ def _entry_html(dev: dict[str, Any]) -> str:
     return _ENTRY_HTML.render(novel=dev["novel"], sources=sources)
 
 
+# Characters XML 1.0 does not allow in a document, escaped or not (ElementTree writes them as they
+# are): control characters other than tab and line breaks, lone surrogates, U+FFFE/U+FFFF. Feed
+# text may carry them; one would make the whole Atom feed unreadable for every subscriber.
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(text: str) -> str:
+    """``text`` with the characters XML does not allow replaced by U+FFFD, as the parse stage does
+    with character references XML forbids."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def developments_atom(
     story_id: str,
     story_title: str,
@@ -69,9 +82,9 @@ def developments_atom(
     ET.register_namespace("", ATOM_NS)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+        el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", {k: xml_chars(v) for k, v in attrs.items()})
         if text is not None:
-            el.text = text
+            el.text = xml_chars(text)
         return el
 
     ordered = sorted(devs, key=lambda d: (d["first_seen"], d["id"]), reverse=True)
