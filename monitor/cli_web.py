@@ -23,7 +23,6 @@ from monitor.cli import (
     EXIT_CONFIG,
     EXIT_RUNTIME,
     State,
-    _check_story,
     _fail,
     _open_store,
     handle_errors,
@@ -206,7 +205,6 @@ def export_cmd(state: State, story_id: str, fmt: str, output: str | None, base_u
     from monitor.web import export, views
 
     config = state.config
-    _check_story(config, story_id)
     if base_url:
         try:
             base_url = check_http_url(base_url)
@@ -214,9 +212,14 @@ def export_cmd(state: State, story_id: str, fmt: str, output: str | None, base_u
             _fail(f"--base-url: {exc}", EXIT_CONFIG)
     base_url = (base_url or config.web.base_url or "").rstrip("/") or None
     store = _open_store(config)
+    # A story removed from the config can still be exported (archived) while the database has it,
+    # as the story desk still serves it.
+    stories = {s["id"]: s for s in views.stories(config, store)}
+    if story_id not in stories:
+        _fail(f"--story: unknown story {story_id!r} (known: {', '.join(stories) or 'none'})", EXIT_CONFIG)
     devs = views.developments(store, story_id)
     if fmt == "atom":
-        title = config.story(story_id).title
+        title = stories[story_id]["title"]
         body: str | bytes = export.developments_atom(
             story_id,
             title,

@@ -168,6 +168,13 @@ def import_into_config(config_path: Path, feeds: list[OpmlFeed]) -> str:
     return text
 
 
+def _umask() -> int:
+    """The process's umask (``mkstemp`` creates its file 0600 whatever it is)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, text: str) -> None:
     # A symlinked config (e.g. into a dotfiles or deployment repository): replace the file it points
     # to, next to it; replacing the link itself would cut the config loose from its real file.
@@ -178,8 +185,8 @@ def _atomic_write(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        with contextlib.suppress(OSError):  # keep the file's permissions
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        with contextlib.suppress(OSError):  # keep the file's permissions; a new file gets the usual ones
+            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

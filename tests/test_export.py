@@ -163,6 +163,42 @@ def test_atom_stays_well_formed_with_characters_xml_does_not_allow() -> None:
     assert "feed\ufffd" in (root.findtext("a:entry/a:content", namespaces=ns) or "")
 
 
+def test_a_story_removed_from_the_config_can_still_be_exported(desk: Desk, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Archiving a finished story after taking it out of the config: the database still has it (the
+    story desk serves it as 'no longer configured'), so the export does too, titled by its id."""
+    removed = Project(tmp_path)
+    removed.write({"database": f"sqlite:///{desk.project.db_path}"})
+    as_configured = json.loads(desk.project.cli("export", "--story", STORY_ID, "--format", "json").stdout)
+    result = removed.cli("export", "--story", STORY_ID, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == as_configured and as_configured
+    atom = removed.cli("export", "--story", STORY_ID)
+    assert atom.exit_code == 0
+    root = ET.fromstring(atom.stdout.encode())
+    assert root.findtext("{http://www.w3.org/2005/Atom}title") == f"{STORY_ID}: developments"
+    unknown = removed.cli("export", "--story", "nope")
+    assert unknown.exit_code == 2 and f"unknown story 'nope' (known: {STORY_ID})" in unknown.stderr
+
+
+def test_an_exported_file_gets_the_usual_permissions(desk: Desk) -> None:
+    """``-o FILE`` writes atomically through a temporary file, which is created 0600; a new file
+    gets what the umask gives (here 0644), an existing one keeps its own."""
+    import os
+
+    new, kept = desk.project.dir / "neu.csv", desk.project.dir / "alt.csv"
+    kept.write_text("")
+    kept.chmod(0o640)
+    previous = os.umask(0o022)
+    try:
+        for path in (new, kept):
+            result = desk.project.cli("export", "--story", STORY_ID, "--format", "csv", "-o", str(path))
+            assert result.exit_code == 0, result.stderr
+    finally:
+        os.umask(previous)
+    assert new.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text().startswith("id,")
+
+
 def test_export_errors_are_usage_errors(desk: Desk) -> None:
     unknown = desk.project.cli("export", "--story", "nope")
     assert unknown.exit_code == 2 and "unknown story" in unknown.stderr

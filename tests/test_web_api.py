@@ -133,6 +133,17 @@ def test_hostile_text_is_escaped_in_the_html(served: ServedDesk) -> None:
     assert "javascript:" not in html
 
 
+def test_the_pages_name_the_time_zone_their_times_are_in(served: ServedDesk, desk: Desk) -> None:
+    """The footer named Europe/Berlin whatever ``MONITOR_TIMEZONE`` said the times were in."""
+    assert "times in Europe/Berlin" in httpx.get(served.url + "/", timeout=20).text
+    elsewhere = ServedDesk(desk.project, env={"MONITOR_TIMEZONE": "America/New_York"})
+    try:
+        page = httpx.get(elsewhere.url + "/", timeout=20).text
+    finally:
+        elsewhere.stop()
+    assert "times in America/New_York" in page and "Europe/Berlin" not in page
+
+
 def test_bearer_token_is_required_for_everything(desk: Desk) -> None:
     env = {"MONITOR_WEB__TOKEN_ENV": "DESK_TOKEN", "DESK_TOKEN": "geheim-123"}
     served = ServedDesk(desk.project, env=env)

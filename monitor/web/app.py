@@ -209,6 +209,7 @@ def _templates() -> Jinja2Templates:
     env.filters["iso"] = lambda ts: export.iso(ts) if ts else ""
     env.filters["safe_url"] = views.safe_url
     env.filters["percent"] = lambda v: f"{v:.0%}" if v is not None else "–"
+    env.globals["time_zone"] = str(zone)  # 'Europe/Berlin', or what MONITOR_TIMEZONE names
     return Jinja2Templates(env=env)
 
 
