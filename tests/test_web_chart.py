@@ -52,6 +52,26 @@ def test_bars_stack_per_outlet_and_markers_are_numbered_in_time_order() -> None:
     assert build_chart([], [], "hour", BERLIN).empty
 
 
+def test_a_story_longer_than_the_chart_shows_its_newest_buckets_in_time_order() -> None:
+    """One archive article years older than the rest (or 20 days in hours) spans more buckets than
+    the chart has: the newest ones are shown, each at its own place; what lies before is counted.
+    (Was: every bucket past the cap drawn at the first slot, on top of each other.)"""
+    t0 = datetime(2025, 10, 16, 6, tzinfo=UTC)
+    recent = [(t0 + timedelta(days=d), "a", d + 1) for d in range(20)]
+    archive = [(datetime(2019, 3, 1, 10, tzinfo=UTC), "b", 7)]
+    devs = [(1, "alt", datetime(2019, 3, 1, 11, tzinfo=UTC)), (2, "neu", t0 + timedelta(days=19))]
+    chart = build_chart(recent + archive, devs, "day", BERLIN)
+    xs = sorted({b.x for b in chart.bars})
+    assert len(xs) == 20  # 20 days, 20 places
+    counts = [int(b.label.rsplit(": ", 1)[1]) for b in sorted(chart.bars, key=lambda b: b.x)]
+    assert counts == list(range(1, 21))  # the newest bucket at the right, in time order
+    assert chart.hidden == 7 and chart.total == sum(range(1, 21))
+    assert [m.development_id for m in chart.markers] == [2] and chart.markers[0].x > xs[-1]
+    hourly = build_chart(recent, [], "hour", BERLIN)  # 19 days in hours: more than 400
+    hour_xs = [b.x for b in sorted(hourly.bars, key=lambda b: b.x)]
+    assert len(set(hour_xs)) == len(hour_xs) and hourly.hidden == sum(range(1, 4))
+
+
 def chart_y_max(chart) -> int:  # type: ignore[no-untyped-def]
     return int(max(chart.y_ticks, key=lambda t: int(t.label)).label)
 

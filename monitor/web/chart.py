@@ -79,6 +79,7 @@ class Chart:
     total: int = 0
     peak: int = 0
     peak_label: str = ""
+    hidden: int = 0  # matched items before the chart's first bucket (more than MAX_BUCKETS back)
 
     @property
     def empty(self) -> bool:
@@ -127,15 +128,19 @@ def build_chart(
     if not times:
         return chart
     first, last = min(times), max(times)
-    n_buckets = 1
-    cursor = first
-    while cursor < last and n_buckets < MAX_BUCKETS:
-        cursor = _floor(cursor + step + timedelta(hours=2 if bucket == "day" else 0), bucket, zone)
-        n_buckets += 1
-    starts: list[datetime] = [first]
-    for _ in range(n_buckets - 1):
-        starts.append(_floor(starts[-1] + step + timedelta(hours=2 if bucket == "day" else 0), bucket, zone))
+    # The newest MAX_BUCKETS buckets, back from the last (a story spanning more, e.g. with one archive
+    # article from years ago, shows its recent part; what lies before is counted in ``hidden``).
+    # Days step back 22 hours before flooring: a day is 23 to 25 hours long around the DST changes.
+    back = step - timedelta(hours=2 if bucket == "day" else 0)
+    starts: list[datetime] = [last]
+    while starts[-1] > first and len(starts) < MAX_BUCKETS:
+        starts.append(_floor(starts[-1] - back, bucket, zone))
+    starts.reverse()
     index = {s: i for i, s in enumerate(starts)}
+    window_start = starts[0]
+    chart.hidden = sum(sum(v.values()) for s, v in counts.items() if s < window_start)
+    counts = defaultdict(lambda: defaultdict(int), {s: v for s, v in counts.items() if s >= window_start})
+    developments = [d for d in developments if _floor(d[2], bucket, zone) >= window_start]
 
     ranked = sorted(per_outlet.items(), key=lambda kv: (-kv[1], kv[0]))
     colours = {name: PALETTE[i] for i, (name, _) in enumerate(ranked[: len(PALETTE)])}
@@ -155,11 +160,15 @@ def build_chart(
     bar_w = max(1.0, slot * 0.8)
     fmt = "%d.%m. %H:%M" if bucket == "hour" else "%a %d.%m."
 
-    def x_of(ts: datetime) -> float:
-        return chart.plot_left + index.get(_floor(ts, bucket, zone), 0) * slot
+    def x_of(ts: datetime) -> float | None:
+        at = index.get(_floor(ts, bucket, zone))
+        return None if at is None else chart.plot_left + at * slot
 
     for start, by_outlet in sorted(counts.items()):
-        x = x_of(start) + (slot - bar_w) / 2
+        left = x_of(start)
+        if left is None:  # not a bucket of the window (cannot happen: every bucket is stepped to)
+            continue
+        x = left + (slot - bar_w) / 2
         y = chart.plot_bottom
         stacks: list[tuple[str, str, int]] = []
         other = 0
@@ -189,7 +198,10 @@ def build_chart(
             label = local.strftime("%d.%m. %H:00") if bucket == "hour" else local.strftime("%d.%m.")
             chart.x_ticks.append(Tick(round(chart.plot_left + i * slot + slot / 2, 2), label))
     for number, (dev_id, title, ts) in enumerate(developments, start=1):
-        x = x_of(ts) + slot / 2
+        left = x_of(ts)
+        if left is None:
+            continue
+        x = left + slot / 2
         chart.markers.append(
             Marker(
                 round(x, 2),
