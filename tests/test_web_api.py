@@ -173,6 +173,26 @@ def test_bearer_token_is_required_for_everything(desk: Desk) -> None:
             served.url + "/openapi.json", headers={"Authorization": "Bearer geheim-123"}, timeout=20
         )
         assert doc.json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+        # A page visit with the token sets the cookie; Secure when the browser came over https,
+        # which behind a TLS reverse proxy only the proxy's X-Forwarded-Proto tells.
+        visit = {"access_token": "geheim-123"}
+        plain = httpx.get(served.url + "/", params=visit, timeout=20).headers["set-cookie"]
+        assert plain.startswith("monitor_token=geheim-123;") and "HttpOnly" in plain
+        assert "Secure" not in plain
+        proxied = httpx.get(
+            served.url + "/", params=visit, headers={"X-Forwarded-Proto": "https"}, timeout=20
+        )
+        assert proxied.headers["set-cookie"].endswith("; Secure")
+    finally:
+        assert served.stop() == 0
+    # web.base_url says the desk is reached over https: always Secure
+    env["MONITOR_WEB__BASE_URL"] = "https://desk.example.org"
+    served = ServedDesk(desk.project, env=env)
+    try:
+        cookie = httpx.get(served.url + "/", params={"access_token": "geheim-123"}, timeout=20).headers[
+            "set-cookie"
+        ]
+        assert cookie.endswith("; Secure")
     finally:
         assert served.stop() == 0
 

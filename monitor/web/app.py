@@ -128,9 +128,10 @@ class BearerTokenMiddleware:
     RFC 6750 ``access_token`` query parameter (for feed readers) or the cookie a page visit with
     ``?access_token=`` sets (so links in the dashboard work in a browser)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, *, https: bool = False) -> None:
         self.app = app
         self.token = token.encode()
+        self.https = https  # the desk is reached over https (web.base_url), e.g. through a TLS proxy
 
     def _ok(self, candidate: str | None) -> bool:
         return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token)  # type: ignore[union-attr]
@@ -148,7 +149,10 @@ class BearerTokenMiddleware:
             await self.app(scope, receive, send)
             return
         if self._ok(query):
-            secure = request.url.scheme == "https"
+            # Behind the TLS reverse proxy the README recommends the app itself is reached over
+            # plain http: the cookie must still be Secure, or the browser sends the token over http.
+            forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+            secure = self.https or request.url.scheme == "https" or forwarded == "https"
 
             async def send_with_cookie(message: Any) -> None:
                 if message["type"] == "http.response.start":
@@ -386,5 +390,8 @@ def create_app(config: Config, store: Store | None = None, token: str | None = N
 
     app.add_middleware(SecurityHeadersMiddleware)
     if token:
-        app.add_middleware(BearerTokenMiddleware, token=token)  # outermost: nothing runs without it
+        https = str(config.web.base_url or "").startswith("https:")
+        app.add_middleware(
+            BearerTokenMiddleware, token=token, https=https
+        )  # outermost: nothing runs without it
     return app
