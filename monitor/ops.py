@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +69,11 @@ def observe_poll(
 class DatabaseCollector:
     """Cluster-wide gauges, read from the database when Prometheus scrapes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, feeds: Collection[str] | None = None) -> None:
         self.store = store
+        # The configured feeds: a feed removed from the config keeps its row (its items point to
+        # it) but leaves the per-feed gauges, or an alert on its error streak would never clear.
+        self.feeds = None if feeds is None else frozenset(feeds)
 
     def describe(self) -> list[Any]:
         return []  # no describe-time query (registration must not touch the database)
@@ -113,6 +116,8 @@ class DatabaseCollector:
         )
         disabled = GaugeMetricFamily("monitor_feed_disabled", "1 when a feed is disabled.", labels=["feed"])
         for name, errors, off in snap["feeds"]:
+            if self.feeds is not None and name not in self.feeds:
+                continue
             streak.add_metric([name], errors)
             disabled.add_metric([name], int(off))
         yield streak
@@ -125,6 +130,7 @@ class OpsState:
     scheduler_running: Callable[[], bool]
     node_id: str
     started: float = 0.0
+    feeds: Collection[str] | None = None  # the configured feeds' names (None: every feed stored)
 
 
 class OpsServer:
@@ -134,7 +140,7 @@ class OpsServer:
         self.state = state
         self.listen = listen
         self.port = port
-        self._collector = DatabaseCollector(state.store)
+        self._collector = DatabaseCollector(state.store, state.feeds)
         self._active = False
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:

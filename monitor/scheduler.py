@@ -334,7 +334,12 @@ async def _start_ops(
 ) -> None:
     """Serve /healthz, /readyz, /metrics. A port in use is logged, not fatal: polling matters more."""
     server = ops.OpsServer(
-        ops.OpsState(monitor.store, lambda: scheduler.state is RunState.started, node_id),
+        ops.OpsState(
+            monitor.store,
+            lambda: scheduler.state is RunState.started,
+            node_id,
+            feeds=[feed.name for feed in config.feeds],
+        ),
         listen=config.ops.listen,
         port=config.ops.port,
     )

@@ -179,3 +179,30 @@ def test_the_daemon_caps_malloc_arenas() -> None:
 
     assert arenas("default") > 2  # what the cap is for
     assert 1 <= arenas("limit") <= 2
+
+
+def test_a_feed_removed_from_the_config_leaves_the_per_feed_gauges(tmp_path: Path) -> None:
+    """Its row stays (its items point to it), but an alert on its error streak must clear."""
+    from sqlalchemy import update
+
+    from monitor.ops import DatabaseCollector
+    from monitor.store.models import FeedState
+
+    store = Store(f"sqlite:///{tmp_path / 'monitor.sqlite3'}")
+    try:
+        store.create_schema()
+        store.sync_feeds([("gut", "https://example.org/gut.xml"), ("kaputt", "https://example.org/k.xml")])
+        with store.session() as session:
+            session.execute(update(FeedState).where(FeedState.name == "kaputt").values(error_streak=3))
+            session.commit()
+
+        def streaks(feeds: list[str] | None) -> dict[str, float]:
+            family = next(
+                f for f in DatabaseCollector(store, feeds).collect() if f.name == "monitor_feed_error_streak"
+            )
+            return {sample.labels["feed"]: sample.value for sample in family.samples}
+
+        assert streaks(None) == {"gut": 0, "kaputt": 3}
+        assert streaks(["gut"]) == {"gut": 0}  # "kaputt" was removed from the config
+    finally:
+        store.close()

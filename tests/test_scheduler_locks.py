@@ -4,6 +4,7 @@ guard for APScheduler's psycopg event broker."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import anyio
 from apscheduler import JobOutcome
@@ -108,3 +109,23 @@ def test_failed_job_events_fit_in_a_postgres_notify() -> None:
     assert fitted.exception_type == failed.exception_type and fitted.outcome is JobOutcome.error
     other = JobAdded(job_id=uuid.uuid4(), task_id="t", schedule_id=None)
     assert fit_for_notify(other) is other
+
+
+def test_one_daemon_per_sqlite_file_also_through_a_symlink(tmp_path: Path) -> None:
+    """The lock is named after the database file itself: a second daemon reaching the same file
+    through a symlink (or another path) is refused like one using the same path."""
+    from monitor.store.cluster import sqlite_daemon_lock
+
+    real = tmp_path / "monitor.sqlite3"
+    real.write_bytes(b"")
+    link = tmp_path / "link.sqlite3"
+    link.symlink_to(real)
+    (tmp_path / "sub").mkdir()
+    with sqlite_daemon_lock(f"sqlite:///{real}") as first:
+        assert first
+        with sqlite_daemon_lock(f"sqlite:///{link}") as through_link:
+            assert not through_link
+        with sqlite_daemon_lock(f"sqlite:///{tmp_path / 'sub' / '..' / 'monitor.sqlite3'}") as other_path:
+            assert not other_path
+    with sqlite_daemon_lock(f"sqlite:///{link}") as after:
+        assert after  # released with the first

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -172,7 +173,9 @@ def sqlite_daemon_lock(url: str) -> Iterator[bool]:
     except ImportError:  # pragma: no cover - not on POSIX
         yield True
         return
-    path = Path(database + ".daemon.lock")
+    # Named after the file itself, not the path given: the same database reached through a symlink
+    # (or another relative path) must find the same lock.
+    path = Path(os.path.realpath(database) + ".daemon.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
         try:
