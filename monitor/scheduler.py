@@ -57,7 +57,14 @@ from monitor import ops
 from monitor.config import Config, ConfigError
 from monitor.pipeline import FeedPollReport, Monitor
 from monitor.store.cluster import FeedLocks, release_schedule_leases, schema_lock, sqlite_daemon_lock
-from monitor.store.database import _sqlite_pragmas, async_url, is_sqlite, normalise_url, redact
+from monitor.store.database import (
+    _sqlite_pragmas,
+    async_url,
+    is_sqlite,
+    normalise_url,
+    postgres_keepalives,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +175,10 @@ def make_scheduler_engine(database_url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # APScheduler's loops and the feed-lock connection; polls write through the Store's engine.
-    return create_async_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=6)
+    # Keepalives as on the Store's engine: this one holds the feed locks (``FeedLocks``).
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=4, max_overflow=6, connect_args=postgres_keepalives(url)
+    )
 
 
 def fit_for_notify(event: Event) -> Event:

@@ -129,3 +129,38 @@ def test_one_daemon_per_sqlite_file_also_through_a_symlink(tmp_path: Path) -> No
             assert not other_path
     with sqlite_daemon_lock(f"sqlite:///{link}") as after:
         assert after  # released with the first
+
+
+def test_postgres_connections_have_keepalives_at_both_ends(pg_url: str) -> None:
+    """A node whose host vanishes (power, network; no FIN, no RST) holds its feed locks and node id
+    until the server drops its connection: PostgreSQL's default keepalive notices after ~2 h 11 min,
+    the server side of our connections after ~25 s. Settings the URL gives itself stand."""
+    from sqlalchemy import text
+
+    from monitor.store.database import make_engine
+
+    def server_side(conn) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+        return tuple(
+            conn.execute(text(f"SHOW {name}")).scalar()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        )
+
+    async def locks_connection() -> tuple[str, ...]:
+        engine = make_scheduler_engine(pg_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(server_side)
+        finally:
+            await engine.dispose()
+
+    store_engine = make_engine(pg_url)
+    own = make_engine(pg_url + "?options=-c%20tcp_keepalives_idle%3D42")
+    try:
+        with store_engine.connect() as conn:
+            assert server_side(conn) == ("10", "5", "3")
+        with own.connect() as conn:
+            assert server_side(conn) == ("42", "5", "3")
+    finally:
+        store_engine.dispose()
+        own.dispose()
+    assert anyio.run(locks_connection) == ("10", "5", "3")

@@ -72,7 +72,46 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, connect_args=postgres_keepalives(url), **kwargs)
+
+
+# TCP keepalives on PostgreSQL connections, both ends. The server's (options -c tcp_keepalives_*):
+# a node whose host vanishes (power, network) holds its advisory locks (the feeds it was polling,
+# its node id) until the server notices the dead connection, by default after ~2 h 11 min; with
+# these, ~25 s. The client's (libpq keepalives*): a server that vanishes is noticed likewise, instead
+# of a query waiting for hours.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 3
+
+
+def postgres_keepalives(url: str) -> dict[str, Any]:
+    """psycopg connect arguments for ``url`` (a PostgreSQL URL) that set both ends' keepalives;
+    settings the URL gives itself (``?keepalives_idle=``, ``?options=-c tcp_keepalives_idle=``)
+    stand."""
+    query = make_url(url).query
+    args: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("keepalives", 1),
+            ("keepalives_idle", KEEPALIVE_IDLE),
+            ("keepalives_interval", KEEPALIVE_INTERVAL),
+            ("keepalives_count", KEEPALIVE_COUNT),
+        )
+        if key not in query
+    }
+    given = query.get("options", "")
+    options = str(given if isinstance(given, str) else " ".join(given))
+    server = [
+        f"-c {name}={value}"
+        for name, value in (
+            ("tcp_keepalives_idle", KEEPALIVE_IDLE),
+            ("tcp_keepalives_interval", KEEPALIVE_INTERVAL),
+            ("tcp_keepalives_count", KEEPALIVE_COUNT),
+        )
+        if name not in options
+    ]
+    if server:
+        args["options"] = " ".join([*([options] if options else []), *server])
+    return args
 
 
 def redact(url: str) -> str:
