@@ -268,75 +268,148 @@ async def run_daemon(
     stop: anyio.Event,
     on_started: Callable[[Monitor, AsyncScheduler], Awaitable[None]] | None = None,
 ) -> None:
-    """Run until ``stop`` is set; then let in-flight polls finish (bounded) and stop cleanly."""
+    """Run until ``stop`` is set; then let in-flight polls finish (bounded) and stop cleanly.
+
+    Once started, a failure of the database as a whole (a PostgreSQL restart or failover dropping
+    the connections, SQLite locked beyond its busy timeout) no longer ends the daemon: the scheduler
+    is started again after ``RESTART_MIN``..``RESTART_MAX`` seconds (doubling while it keeps
+    failing), as often as it takes. A failure at start-up still ends it (a wrong URL, password or
+    database should be reported, not retried in silence)."""
     global _current_monitor, _current_locks, _current_node
     node_id = node_id or default_node_id()
     async with Monitor(config) as monitor:  # opening it migrates the schema (under a lock)
         engine = make_scheduler_engine(normalise_url(config.database))
         locks = FeedLocks(engine)
         _current_monitor, _current_locks, _current_node = monitor, locks, node_id
-        scheduler: AsyncScheduler | None = None
         single = contextlib.ExitStack()
         try:
-            if is_sqlite(config.database):
-                if not single.enter_context(sqlite_daemon_lock(normalise_url(config.database))):
-                    raise NodeConflict(
-                        f"another `monitor run` uses {redact(config.database)}; SQLite supports one "
-                        "daemon (use PostgreSQL for several)"
-                    )
-            elif not await locks.claim_node(node_id):
+            if is_sqlite(config.database) and not single.enter_context(
+                sqlite_daemon_lock(normalise_url(config.database))
+            ):
                 raise NodeConflict(
-                    f"node id {node_id!r} is in use by a running node; give each node its own --node-id"
+                    f"another `monitor run` uses {redact(config.database)}; SQLite supports one "
+                    "daemon (use PostgreSQL for several)"
                 )
-            data_store = SQLAlchemyDataStore(engine)
-            broker = make_event_broker(config.database, engine)
-            scheduler = AsyncScheduler(
-                data_store,
-                broker,
-                identity=node_id,
-                lease_duration=timedelta(seconds=LEASE_DURATION),
-                cleanup_interval=timedelta(seconds=CLEANUP_PERIOD),
-                max_concurrent_jobs=max(config.fetch.concurrency, 10),
-            )
-            # APScheduler creates its tables on entry; serialise that across nodes (DDL race).
-            async with schema_lock(engine):
-                await scheduler.__aenter__()
-            try:
-                await scheduler.configure_task(POLL_TASK_ID, func=poll_feed_job, max_running_jobs=None)
-                counts = await reconcile_schedules(scheduler, config)
-                log.info("schedules reconciled", extra={"node": node_id, **counts})
-                # Other periodic work (e.g. the alert delivery worker) is configured here.
-                from monitor.alert.schedule import schedule_delivery  # the alert outbox worker
-
-                await schedule_delivery(scheduler, config)
-                await scheduler.start_in_background()
-                log.info("daemon started", extra={"node": node_id, "feeds": len(config.feeds)})
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(watchdog, scheduler)
-                    if config.ops.enabled:
-                        await _start_ops(tg, monitor, scheduler, config, node_id)
-                    if on_started is not None:
-                        await on_started(monitor, scheduler)
-                    await stop.wait()
-                    log.info("stopping: waiting for in-flight polls", extra={"node": node_id})
-                    monitor.stopping = True
-                    with anyio.move_on_after(DRAIN_TIMEOUT):
-                        await monitor.wait_idle()
-                    tg.cancel_scope.cancel()
-                await scheduler.stop()
-                await scheduler.wait_until_stopped()
-            finally:
-                await scheduler.__aexit__(None, None, None)
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                released = await release_schedule_leases(engine, node_id)
-                if released:
-                    log.info("released schedule leases", extra={"node": node_id, "schedules": released})
+            delay = RESTART_MIN
+            started: list[float] = []  # when the scheduler last started (``_run_scheduler``)
+            while True:
+                try:
+                    await _run_scheduler(config, monitor, engine, locks, node_id, stop, on_started, started)
+                    break
+                except Exception as exc:
+                    if not started or stop.is_set() or not _database_failure(exc):
+                        raise
+                    if anyio.current_time() - started[-1] > RESTART_MAX:
+                        delay = RESTART_MIN  # it had been running well since the last restart
+                    log.error(
+                        "scheduler stopped: the database failed; starting it again",
+                        extra={"node": node_id, "error": _describe_failure(exc), "retry_in": delay},
+                    )
+                    monitor.stopping = False
+                    with anyio.move_on_after(delay):
+                        await stop.wait()
+                    if stop.is_set():
+                        break
+                    delay = min(delay * 2, RESTART_MAX)
         finally:
             _current_monitor, _current_locks = None, None
             single.close()
             await locks.close()
             await engine.dispose()
     log.info("daemon stopped", extra={"node": node_id})
+
+
+# The scheduler's restarts after a failure of the database (``run_daemon``), in seconds.
+RESTART_MIN, RESTART_MAX = 5.0, 60.0
+
+
+def _database_failure(exc: BaseException) -> bool:
+    """Every error in ``exc`` (a task group's, flattened) is a failure of the database as a whole."""
+    from monitor.store.errors import database_failed
+
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [leaf for sub in exc.exceptions for leaf in _flatten(sub)]
+    else:
+        leaves = [exc]
+    errors = [leaf for leaf in leaves if not isinstance(leaf, anyio.get_cancelled_exc_class())]
+    return bool(errors) and all(database_failed(leaf) for leaf in errors)
+
+
+def _flatten(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _flatten(sub)]
+    return [exc]
+
+
+def _describe_failure(exc: BaseException) -> str:
+    from monitor.store.errors import describe
+
+    leaf = next((e for e in _flatten(exc) if not isinstance(e, anyio.get_cancelled_exc_class())), exc)
+    return (describe(leaf) or f"{type(leaf).__name__}: {leaf}")[:500]
+
+
+async def _run_scheduler(
+    config: Config,
+    monitor: Monitor,
+    engine: AsyncEngine,
+    locks: FeedLocks,
+    node_id: str,
+    stop: anyio.Event,
+    on_started: Callable[[Monitor, AsyncScheduler], Awaitable[None]] | None,
+    started: list[float],
+) -> None:
+    """One run of the scheduler, until ``stop`` is set (or it fails); ``started`` gets the time it
+    started polling."""
+    # On PostgreSQL the node's id is an advisory lock on the feed-lock connection: taken again after
+    # a restart (a lost connection lost it; on the same connection it is taken twice, harmlessly).
+    if not is_sqlite(config.database) and not await locks.claim_node(node_id):
+        raise NodeConflict(
+            f"node id {node_id!r} is in use by a running node; give each node its own --node-id"
+        )
+    data_store = SQLAlchemyDataStore(engine)
+    broker = make_event_broker(config.database, engine)
+    scheduler = AsyncScheduler(
+        data_store,
+        broker,
+        identity=node_id,
+        lease_duration=timedelta(seconds=LEASE_DURATION),
+        cleanup_interval=timedelta(seconds=CLEANUP_PERIOD),
+        max_concurrent_jobs=max(config.fetch.concurrency, 10),
+    )
+    # APScheduler creates its tables on entry; serialise that across nodes (DDL race).
+    async with schema_lock(engine):
+        await scheduler.__aenter__()
+    try:
+        await scheduler.configure_task(POLL_TASK_ID, func=poll_feed_job, max_running_jobs=None)
+        counts = await reconcile_schedules(scheduler, config)
+        log.info("schedules reconciled", extra={"node": node_id, **counts})
+        # Other periodic work (e.g. the alert delivery worker) is configured here.
+        from monitor.alert.schedule import schedule_delivery  # the alert outbox worker
+
+        await schedule_delivery(scheduler, config)
+        await scheduler.start_in_background()
+        started.append(anyio.current_time())
+        log.info("daemon started", extra={"node": node_id, "feeds": len(config.feeds)})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watchdog, scheduler)
+            if config.ops.enabled:
+                await _start_ops(tg, monitor, scheduler, config, node_id)
+            if on_started is not None:
+                await on_started(monitor, scheduler)
+            await stop.wait()
+            log.info("stopping: waiting for in-flight polls", extra={"node": node_id})
+            monitor.stopping = True
+            with anyio.move_on_after(DRAIN_TIMEOUT):
+                await monitor.wait_idle()
+            tg.cancel_scope.cancel()
+        await scheduler.stop()
+        await scheduler.wait_until_stopped()
+    finally:
+        await scheduler.__aexit__(None, None, None)
+    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        released = await release_schedule_leases(engine, node_id)
+        if released:
+            log.info("released schedule leases", extra={"node": node_id, "schedules": released})
 
 
 async def _start_ops(

@@ -468,3 +468,48 @@ def test_a_node_id_in_use_is_refused(tmp_path: Path, pg_url: str) -> None:
     assert code == 2, second.tail()
     assert "node id 'zwilling' is in use" in second.log_path.read_text()
     assert codes == [0, 0]
+
+
+def test_a_node_outlives_its_database_connections_being_dropped(tmp_path: Path, pg_url: str) -> None:
+    """A PostgreSQL restart or failover drops every connection at once. APScheduler's psycopg
+    broker and data store do not retry that, and the scheduler crashed: every node of the cluster
+    exited at once (a daemon without a supervisor stopped polling for good). Now the node logs it,
+    starts its scheduler again after a few seconds, and polls on."""
+    import psycopg
+
+    from tests.clusterkit import PG_ADMIN
+
+    with FeedServer() as server:
+        server.put("/eins.xml", rss([FakeEntry("e1", "Meldung eins", "Text.", None, T0)]))
+        path = tmp_path / "feeds.yaml"
+        config = {
+            "database": pg_url,
+            "fetch": {"interval": "1s", "jitter": "0s", "allow_private_addresses": True},
+            "feeds": [{"name": "eins", "url": server.url("/eins.xml")}],
+            "ops": {"enabled": False},
+        }
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        node = spawn_node(path, "ausdauer", tmp_path)
+        try:
+            wait_started([node])
+            wait_until(lambda: node.polls(), 30, "a first poll")
+            database = pg_url.rsplit("/", 1)[1]
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                dropped = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                    (database,),
+                ).fetchone()
+            assert dropped is not None and dropped[0] >= 2
+            polls_before = len(node.polls())
+            restarted = wait_until(
+                lambda: node.messages("scheduler stopped: the database failed; starting it again"),
+                30,
+                "the node to notice and start its scheduler again",
+            )
+            assert restarted[0]["retry_in"] == 5.0 and "OperationalError" in restarted[0]["error"]
+            wait_until(lambda: len(node.polls()) > polls_before + 2, 60, "polls after the restart")
+            assert node.alive(), node.tail()
+        finally:
+            code = node.stop()
+    assert code == 0, node.tail()
+    assert len(node.messages("daemon started")) >= 2
