@@ -3,7 +3,8 @@
 Design notes (see ../shared/notes/apscheduler-4-findings.md for the measurements behind them):
 - Schedules live in the monitor's own database (APScheduler's SQLAlchemy data store), one per feed,
   id ``poll:<feed name>``, added with ``ConflictPolicy.do_nothing`` so a restart keeps their phase;
-  a schedule whose interval/jitter changed in feeds.yaml is replaced, a removed feed's is removed.
+  a schedule whose interval/jitter changed in feeds.yaml (or whose stored trigger disagrees with
+  it) is removed and added anew, a removed feed's is removed.
   With PostgreSQL every node adds the same schedules and the PostgreSQL (NOTIFY) event broker tells
   the others; APScheduler's SELECT ... FOR UPDATE SKIP LOCKED claims give each fire to one node.
 - The poll task has ``max_running_jobs=None``: APScheduler's limit is per task and cluster-wide, so
@@ -215,6 +216,21 @@ def _jitter(config: Config, feed_name: str) -> float:
     return min(config.fetch.jitter, config.feed_interval(config.feed(feed_name)) / 10)
 
 
+def _trigger_interval(trigger: Any) -> float | None:
+    """A stored schedule's interval in seconds (None: not an interval trigger)."""
+    if not isinstance(trigger, IntervalTrigger):
+        return None
+    span = timedelta(
+        weeks=trigger.weeks,
+        days=trigger.days,
+        hours=trigger.hours,
+        minutes=trigger.minutes,
+        seconds=trigger.seconds,
+        microseconds=trigger.microseconds,
+    )
+    return round(span.total_seconds(), 6)
+
+
 async def reconcile_schedules(scheduler: AsyncScheduler, config: Config) -> dict[str, int]:
     """Make the stored schedules match feeds.yaml: add new feeds, replace changed ones, remove
     feeds that are gone. Idempotent; safe when several nodes do it at once."""
@@ -223,11 +239,21 @@ async def reconcile_schedules(scheduler: AsyncScheduler, config: Config) -> dict
     counts = {"added": 0, "replaced": 0, "removed": 0, "kept": 0}
     for sid, feed in wanted.items():
         meta = _schedule_metadata(config, feed.name)
+        interval = config.feed_interval(feed)
         current = existing.get(sid)
-        if current is not None and dict(current.metadata) == meta:
+        if (
+            current is not None
+            and dict(current.metadata) == meta
+            and _trigger_interval(current.trigger) == round(interval, 6)
+        ):
             counts["kept"] += 1
             continue
-        interval = config.feed_interval(feed)
+        if current is not None:
+            # Removed and added anew, not replaced in place (ConflictPolicy.replace): a replace keeps
+            # the row's lease, and the node holding it then writes its old trigger back when it
+            # releases the schedule, under the new metadata (a 30 s feed polled every second, and
+            # every later start saw the metadata it wanted and kept it).
+            await scheduler.remove_schedule(sid)
         whole = math.floor(interval)
         trigger = IntervalTrigger(seconds=whole, microseconds=round((interval - whole) * 1e6))
         await scheduler.add_schedule(
@@ -238,7 +264,7 @@ async def reconcile_schedules(scheduler: AsyncScheduler, config: Config) -> dict
             coalesce=CoalescePolicy.latest,
             max_jitter=meta["jitter"] or None,
             metadata=meta,
-            conflict_policy=ConflictPolicy.replace if current is not None else ConflictPolicy.do_nothing,
+            conflict_policy=ConflictPolicy.do_nothing,  # another node may add it at the same moment
         )
         counts["replaced" if current is not None else "added"] += 1
     for sid in existing.keys() - wanted.keys():

@@ -164,3 +164,89 @@ def test_the_daemon_records_one_feeds_crashed_poll_and_polls_the_others(
         code, err = _stop(proc)
     assert code == 0, err
     assert "poll of a feed failed" in err
+
+
+def test_a_changed_interval_survives_the_node_that_held_the_schedule(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A node holding a schedule's lease when another node (or this one, restarted) changes its
+    interval writes its old trigger back on release if the schedule was replaced in place; and a
+    schedule whose trigger disagrees with its metadata was kept at every later start. Now the
+    schedule is removed and added anew (the holder's release matches no row), and the trigger
+    itself is compared."""
+    from datetime import timedelta
+
+    import anyio
+    from apscheduler import AsyncScheduler
+    from apscheduler._structures import ScheduleResult
+    from apscheduler.datastores.sqlalchemy import SQLAlchemyDataStore
+    from apscheduler.triggers.interval import IntervalTrigger
+    from sqlalchemy import text
+
+    from monitor.config import parse_config
+    from monitor.scheduler import (
+        POLL_TASK_ID,
+        _trigger_interval,
+        make_event_broker,
+        make_scheduler_engine,
+        poll_feed_job,
+        reconcile_schedules,
+    )
+
+    url = f"sqlite:///{tmp_path / 'monitor.sqlite3'}"
+
+    def config(interval: str):  # type: ignore[no-untyped-def]
+        return parse_config(
+            f"database: '{url}'\nfetch: {{interval: {interval}, jitter: 0s}}\n"
+            "feeds:\n  - {name: eins, url: 'https://example.org/eins.xml'}\n"
+        )
+
+    async def main() -> tuple[list[dict[str, int]], list[float | None]]:
+        engine = make_scheduler_engine(url)
+        store = SQLAlchemyDataStore(engine)
+        counts, intervals = [], []
+        try:
+            async with AsyncScheduler(store, make_event_broker(url, engine), identity="n2") as scheduler:
+                await scheduler.configure_task(POLL_TASK_ID, func=poll_feed_job, max_running_jobs=None)
+
+                async def stored() -> float | None:
+                    return _trigger_interval((await scheduler.get_schedule("poll:eins")).trigger)
+
+                counts.append(await reconcile_schedules(scheduler, config("1s")))
+                intervals.append(await stored())
+                # node n1 holds the schedule's lease while n2 rolls out 30 s
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        text("UPDATE schedules SET acquired_by = 'n1', acquired_until = :t"),
+                        {"t": datetime.now(UTC) + timedelta(seconds=15)},
+                    )
+                counts.append(await reconcile_schedules(scheduler, config("30s")))
+                now = datetime.now(UTC)
+                old = ScheduleResult(
+                    schedule_id="poll:eins",
+                    task_id=POLL_TASK_ID,
+                    trigger=IntervalTrigger(seconds=1),
+                    last_fire_time=now,
+                    next_fire_time=now,
+                )
+                await store.release_schedules("n1", [old])  # n1 gives the schedule back
+                intervals.append(await stored())
+                counts.append(await reconcile_schedules(scheduler, config("30s")))
+                # a schedule left with a stale trigger under the new metadata is not kept
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        text("UPDATE schedules SET trigger = :t"),
+                        {"t": store.serializer.serialize(IntervalTrigger(seconds=1))},
+                    )
+                counts.append(await reconcile_schedules(scheduler, config("30s")))
+                intervals.append(await stored())
+        finally:
+            await engine.dispose()
+        return counts, intervals
+
+    counts, intervals = anyio.run(main)
+    assert [(c["added"], c["replaced"], c["kept"]) for c in counts] == [
+        (1, 0, 0),
+        (0, 1, 0),
+        (0, 0, 1),
+        (0, 1, 0),
+    ]
+    assert intervals == [1.0, 30.0, 30.0]
