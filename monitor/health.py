@@ -90,10 +90,15 @@ def cache_delay(result: FetchResult, ttl: float | None, policy: HealthPolicy) ->
     return min(max(bounds), policy.max_backoff)
 
 
-def is_due(state: FeedState, now: datetime, slack: float = 0.0) -> bool:
+def is_due(state: FeedState, now: datetime, slack: float = 0.0, horizon: float | None = None) -> bool:
     """May a scheduled poll run now? ``slack`` absorbs schedule jitter so a bound equal to the
-    interval does not skip a whole extra interval."""
-    return state.next_poll_after is None or state.next_poll_after - timedelta(seconds=slack) <= now
+    interval does not skip a whole extra interval. ``horizon``: the longest bound a poll can set
+    (``max_backoff``); a bound further ahead was set before the wall clock went back (an NTP step,
+    a VM restored) and is no bound: without this the feed would wait for the clock to catch up."""
+    after = state.next_poll_after
+    if after is None or after - timedelta(seconds=slack) <= now:
+        return True
+    return horizon is not None and (after - now).total_seconds() > horizon + slack + 60.0
 
 
 def episode_key(state: FeedState) -> str:

@@ -156,6 +156,21 @@ def _store_error(what: str, exc: BaseException) -> BaseException:
     return error
 
 
+# How far a feed's last committed slot may lie ahead of this node's clock and still count (the
+# nodes' clocks differ a little): further ahead, the wall clock was set back (an NTP step, a VM
+# restored), and the slots fired now would all look done until the clock caught up.
+SLOT_CLOCK_SLACK = 60.0
+
+
+def _slot_done(last_slot: datetime | None, slot: datetime) -> bool:
+    """Was ``slot`` (or a later one) committed for the feed already? A re-run of a slot (a dead
+    node's job, run again once its lease expired) commits nothing; a last slot further in the
+    future than ``SLOT_CLOCK_SLACK`` is a clock that went back, not a later slot."""
+    if last_slot is None or last_slot < slot:
+        return False
+    return (last_slot - datetime.now(UTC)).total_seconds() <= SLOT_CLOCK_SLACK
+
+
 def _diff_text(entry_id: str, text: str, fulltexts: dict[str, FullText] | None) -> str:
     """The text the diff stage sees: the extracted article when there is one, else the feed's."""
     fulltext = (fulltexts or {}).get(entry_id)
@@ -476,13 +491,14 @@ class Monitor:
             return FeedPollReport(name, "error", error="feed is not configured")
         if state.disabled:
             return FeedPollReport(name, "disabled", error=state.disabled_reason)
-        if slot is not None and state.last_slot is not None and state.last_slot >= slot:
+        if slot is not None and _slot_done(state.last_slot, slot):
             return FeedPollReport(name, "skipped", error="this schedule slot was already polled")
         now = datetime.now(UTC)
         # Slack: the schedule's own jitter (and the fetch time) must not skip a whole interval.
-        interval = self._health_policy(name).interval
-        slack = min(self.config.fetch.jitter, interval / 10) + 1.0
-        if scheduled and not health.is_due(state, now, slack) and state.next_poll_after is not None:
+        policy = self._health_policy(name)
+        slack = min(self.config.fetch.jitter, policy.interval / 10) + 1.0
+        due = health.is_due(state, now, slack, horizon=policy.max_backoff)
+        if scheduled and not due and state.next_poll_after is not None:
             return FeedPollReport(
                 name, "skipped", error=f"not due before {state.next_poll_after.isoformat()}"
             )
@@ -625,7 +641,7 @@ class Monitor:
         if slot is not None:
             # The feed row is locked (FOR UPDATE on PostgreSQL): this check and the write commit
             # together, so each slot is committed once across the cluster, re-runs included.
-            if tx.state.last_slot is not None and tx.state.last_slot >= slot:
+            if _slot_done(tx.state.last_slot, slot):
                 return FeedPollReport(name, "skipped", error="this schedule slot was already polled")
             tx.state.last_slot = slot
         report = FeedPollReport(name, "ok", http_status=result.status)

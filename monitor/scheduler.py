@@ -37,6 +37,7 @@ import contextlib
 import logging
 import math
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -216,6 +217,20 @@ def _jitter(config: Config, feed_name: str) -> float:
     return min(config.fetch.jitter, config.feed_interval(config.feed(feed_name)) / 10)
 
 
+def _fires_too_late(next_fire_time: datetime | None, period: float) -> bool:
+    """A schedule planned further ahead than one period (interval + jitter) from now: the wall
+    clock was set back since it was planned (an NTP step, a VM restored from a snapshot), and it
+    would not fire until the clock caught up."""
+    if next_fire_time is None:
+        return False
+    return (next_fire_time - datetime.now(UTC)).total_seconds() > period + CLOCK_SLACK
+
+
+# Seconds a schedule may be planned beyond one period (``_fires_too_late``), and the step back of the
+# wall clock the watchdog reacts to.
+CLOCK_SLACK = 10.0
+
+
 def _trigger_interval(trigger: Any) -> float | None:
     """A stored schedule's interval in seconds (None: not an interval trigger)."""
     if not isinstance(trigger, IntervalTrigger):
@@ -245,6 +260,7 @@ async def reconcile_schedules(scheduler: AsyncScheduler, config: Config) -> dict
             current is not None
             and dict(current.metadata) == meta
             and _trigger_interval(current.trigger) == round(interval, 6)
+            and not _fires_too_late(current.next_fire_time, interval + meta["jitter"])
         ):
             counts["kept"] += 1
             continue
@@ -273,11 +289,25 @@ async def reconcile_schedules(scheduler: AsyncScheduler, config: Config) -> dict
     return counts
 
 
-async def watchdog(scheduler: AsyncScheduler, period: float = WATCHDOG_PERIOD) -> None:
+async def watchdog(
+    scheduler: AsyncScheduler, period: float = WATCHDOG_PERIOD, config: Config | None = None
+) -> None:
     """Wake the schedule and job loops periodically so expired leases are noticed (module doc).
-    Local events only: each node wakes itself; nothing is sent to the other nodes."""
+    Local events only: each node wakes itself; nothing is sent to the other nodes. With ``config``:
+    when the wall clock went back (against the monotonic clock), the schedules planned for the old
+    time are planned again (``reconcile_schedules``), or nothing would be polled until the clock
+    caught up."""
+    offset = time.time() - time.monotonic()
     while True:
         await anyio.sleep(period)
+        step = time.time() - time.monotonic() - offset
+        offset += step
+        if config is not None and step < -CLOCK_SLACK:
+            counts = await reconcile_schedules(scheduler, config)
+            log.warning(
+                "the wall clock went back; schedules planned again",
+                extra={"seconds": round(-step, 1), **counts},
+            )
         now = datetime.now(UTC)
         await scheduler.event_broker.publish_local(
             ScheduleUpdated(schedule_id="watchdog", task_id=POLL_TASK_ID, next_fire_time=now)
@@ -417,7 +447,7 @@ async def _run_scheduler(
         started.append(anyio.current_time())
         log.info("daemon started", extra={"node": node_id, "feeds": len(config.feeds)})
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watchdog, scheduler)
+            tg.start_soon(watchdog, scheduler, WATCHDOG_PERIOD, config)
             if config.ops.enabled:
                 await _start_ops(tg, monitor, scheduler, config, node_id)
             if on_started is not None:
