@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -115,13 +116,25 @@ class DatabaseCollector:
             "monitor_feed_error_streak", "Consecutive failed polls of each feed.", labels=["feed"]
         )
         disabled = GaugeMetricFamily("monitor_feed_disabled", "1 when a feed is disabled.", labels=["feed"])
-        for name, errors, off in snap["feeds"]:
+        last_poll: datetime | None = None
+        for name, errors, off, polled in snap["feeds"]:
             if self.feeds is not None and name not in self.feeds:
                 continue
             streak.add_metric([name], errors)
             disabled.add_metric([name], int(off))
+            if polled is not None and not off and (last_poll is None or polled > last_poll):
+                last_poll = polled
         yield streak
         yield disabled
+        if last_poll is not None:
+            # Cluster-wide: a node may poll nothing for a while while the others take the jobs, but
+            # no node polling any feed for several intervals means polling stopped (alert on it).
+            age = GaugeMetricFamily(
+                "monitor_last_poll_age_seconds",
+                "Seconds since any node last polled any configured, enabled feed.",
+            )
+            age.add_metric([], max(0.0, (datetime.now(UTC) - last_poll).total_seconds()))
+            yield age
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -90,6 +90,7 @@ def test_run_serves_health_readiness_and_metrics(tmp_path: Path) -> None:
     assert _metric(metrics, "monitor_node_info", 'node="ops-node"') == 1
     assert _metric(metrics, "monitor_feed_error_streak", 'feed="gut"') == 0
     assert _metric(metrics, "monitor_database_up") == 1
+    assert 0 <= _metric(metrics, "monitor_last_poll_age_seconds") < 30
 
 
 def test_readyz_is_503_when_the_scheduler_stopped_and_the_database_is_unreachable() -> None:
@@ -195,6 +196,27 @@ def test_a_feed_removed_from_the_config_leaves_the_per_feed_gauges(tmp_path: Pat
         with store.session() as session:
             session.execute(update(FeedState).where(FeedState.name == "kaputt").values(error_streak=3))
             session.commit()
+
+        def last_poll_age(feeds: list[str] | None) -> float | None:
+            family = [
+                f
+                for f in DatabaseCollector(store, feeds).collect()
+                if f.name == "monitor_last_poll_age_seconds"
+            ]
+            return family[0].samples[0].value if family else None
+
+        assert last_poll_age(None) is None  # nothing polled yet: no age to report
+        now = datetime.now(UTC)
+        with store.session() as session:
+            for name, ago in (("gut", 600), ("kaputt", 5)):
+                session.execute(
+                    update(FeedState)
+                    .where(FeedState.name == name)
+                    .values(last_polled_at=now - timedelta(seconds=ago))
+                )
+            session.commit()
+        assert 5 <= (last_poll_age(None) or 0) < 60  # the newest poll of any feed
+        assert 600 <= (last_poll_age(["gut"]) or 0) < 660  # of the configured feeds only
 
         def streaks(feeds: list[str] | None) -> dict[str, float]:
             family = next(

@@ -140,9 +140,9 @@ def ops_snapshot(store: Store) -> dict[str, Any]:
             session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
         )
         feeds = [
-            (name, streak or 0, bool(disabled))
-            for name, streak, disabled in session.execute(
-                select(FeedState.name, FeedState.error_streak, FeedState.disabled)
+            (name, streak or 0, bool(disabled), polled)
+            for name, streak, disabled, polled in session.execute(
+                select(FeedState.name, FeedState.error_streak, FeedState.disabled, FeedState.last_polled_at)
             )
         ]
         items = session.scalar(select(func.count()).select_from(Item)) or 0
