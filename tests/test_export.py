@@ -113,23 +113,29 @@ def test_cli_export_json_and_csv(desk: Desk) -> None:
     assert cancel["uid"] == next(r["uid"] for r in rows if r["title"] == cancel["title"])
 
 
-def test_csv_cells_never_start_a_spreadsheet_formula() -> None:
+def _development(title: str, novel: list[str], feed: str, source_title: str) -> dict[str, object]:
+    """A development as ``views.developments`` gives it, with the given text in it."""
     from datetime import UTC, datetime
 
-    from monitor.web.export import developments_csv
-
     now = datetime(2025, 10, 17, tzinfo=UTC)
-    dev = {
+    source = {"url": "https://a.example/", "feed": feed, "title": source_title, "published": now}
+    return {
         "id": 1,
         "story": "s",
         "key": "k",
-        "title": '=HYPERLINK("http://evil")',
+        "title": title,
         "first_seen": now,
         "updated_at": now,
         "score": 1.0,
-        "novel": ["+1 Satz", "@Satz"],
-        "sources": [{"url": "https://a.example/", "feed": "-feed", "title": "t", "published": now}],
+        "novel": novel,
+        "sources": [source],
     }
+
+
+def test_csv_cells_never_start_a_spreadsheet_formula() -> None:
+    from monitor.web.export import developments_csv
+
+    dev = _development('=HYPERLINK("http://evil")', ["+1 Satz", "@Satz"], "-feed", "t")
     row = next(csv.DictReader(io.StringIO(developments_csv([dev]))))
     assert row["title"].startswith("'=")
     assert row["novel"].startswith("'+")
@@ -139,22 +145,11 @@ def test_csv_cells_never_start_a_spreadsheet_formula() -> None:
 def test_atom_stays_well_formed_with_characters_xml_does_not_allow() -> None:
     """Feed text may carry control characters or a lone surrogate; ElementTree writes them as they
     are, which made the whole feed unreadable. They become U+FFFD."""
-    from datetime import UTC, datetime
-
     from monitor.web.export import developments_atom
 
-    now = datetime(2025, 10, 17, tzinfo=UTC)
-    dev = {
-        "id": 1,
-        "story": "s",
-        "key": "k",
-        "title": "Gipfel\x01 abgesagt\x1f",
-        "first_seen": now,
-        "updated_at": now,
-        "score": 1.0,
-        "novel": ["Der Gipfel\x0b ist abgesagt \ud800."],
-        "sources": [{"url": "https://a.example/", "feed": "feed\x02", "title": "t\x0c", "published": now}],
-    }
+    dev = _development(
+        "Gipfel\x01 abgesagt\x1f", ["Der Gipfel\x0b ist abgesagt \ud800."], "feed\x02", "t\x0c"
+    )
     root = ET.fromstring(developments_atom("s", "Story\x07", [dev]))
     ns = {"a": "http://www.w3.org/2005/Atom"}
     assert root.findtext("a:entry/a:title", namespaces=ns) == "Gipfel\ufffd abgesagt\ufffd"
