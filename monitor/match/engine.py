@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from monitor.text import content_lemmas, fold, inflections, sentences, want_inflections
+from monitor.text import TOKEN_CACHE, content_lemmas, fold, inflections, sentences, want_inflections
 
 # Inflectional endings every term accepts (genitive -s of names, plural -n/-en, adjectival -er ...).
 _SUFFIXES = ("", "s", "es", "n", "en", "e", "er", "ern", "ns", "ens", "em")
@@ -221,7 +221,11 @@ class CompiledTerms:
                 if word in found:
                     continue
                 for stem, _, _ in entries:
-                    if word.startswith(stem) and len(word) - len(stem) >= _MIN_COMPOUND_TAIL:
+                    if (
+                        word.startswith(stem)
+                        and len(word) - len(stem) >= _MIN_COMPOUND_TAIL
+                        and not _starts_with_longer_noun(word, stem)
+                    ):
                         found[word] = _one_per_group((g, t) for s, g, t in entries if s == stem)
                         break
         for tail, gi, term in self.heads:
@@ -253,6 +257,36 @@ class CompiledTerms:
                     seen.add((m.start(), gi))
                     out.append((m.start(), gi, term))
         return out
+
+
+def _noun_lemma(folded: str) -> str | None:
+    """The folded dictionary form of ``folded`` read as a German noun, if the lexicon knows it as
+    one (its lemma capitalised), else None."""
+    from monitor import lexicon
+
+    for candidate in (folded, folded.replace("ae", "ä").replace("oe", "ö").replace("ue", "ü")):
+        word = candidate[:1].upper() + candidate[1:]
+        if lexicon.is_known(word):
+            lemma = lexicon.lemmatize(word)
+            if lemma[:1].isupper():
+                return fold(lemma)
+    return None
+
+
+@lru_cache(maxsize=TOKEN_CACHE)
+def _starts_with_longer_noun(word: str, stem: str) -> bool:
+    """Is ``word`` (a closed compound starting with the term ``stem``) rather a compound of a longer
+    noun that merely starts like the term: 'trumpfkarte' is Trumpf + Karte, not Trump + fkarte;
+    'gipfeltreffen' is Gipfel + Treffen ('gipfelt' is a verb form, not a noun), 'gipfelsturm' is
+    Gipfels + Turm (a form of the term itself)."""
+    for cut in range(len(stem) + 1, len(word) - _MIN_COMPOUND_TAIL + 1):
+        head = _noun_lemma(word[:cut])
+        if head is None or head == stem:
+            continue
+        tail = word[cut:]
+        if _noun_lemma(tail) is not None or (tail[:1] == "s" and _noun_lemma(tail[1:]) is not None):
+            return True
+    return False
 
 
 def _screen(needles: set[str]) -> re.Pattern[str] | None:
