@@ -102,6 +102,11 @@ def match_command(
                 _fail(f"--published: {published!r} is not an ISO 8601 time", EXIT_CONFIG)
             when = when if when.tzinfo else when.replace(tzinfo=UTC)
         item_title, body = _split_title(_read(source), title)
+        # Read as the poll reads a feed's text: tags dropped, entities decoded ('Wei&szlig;en'),
+        # soft hyphens removed; text pasted from a page's source matches as the item would.
+        from monitor.parse import html_to_text
+
+        item_title, body = html_to_text(item_title), html_to_text(body)
         matcher = compile_story(story, _baseline(config, story))
         items, note = _story_items(config, story_id)
         matcher.load_story(items)

@@ -460,6 +460,21 @@ def test_match_command_reads_stdin_and_explains_a_miss(project: Project) -> None
     assert data["matched"] is False and "threshold" in data["reason"]
 
 
+def test_match_command_reads_pasted_html_as_the_poll_reads_a_feed(project: Project, tmp_path: Path) -> None:
+    """Text copied from a page's source: entities decoded and tags dropped, as the parse stage does
+    with a feed's text, so the explanation is of what a poll would match (was: no match)."""
+    _match_config(project)
+    article = tmp_path / "quelle.html"
+    article.write_text(
+        "Trump und Putin in <b>Budapest</b>\nDas Gipfeltreffen im Wei&szlig;en Haus soll bald stattfinden.\n",
+        encoding="utf-8",
+    )
+    data = project.cli("match", "--story", "budapest-summit", "--json", str(article)).json()
+    assert data["matched"] is True
+    assert data["evidence"][0] == "Trump und Putin in Budapest"
+    assert any("Weißen Haus" in sentence for sentence in data["evidence"])
+
+
 def test_match_command_errors(project: Project, tmp_path: Path) -> None:
     _match_config(project)
     assert project.cli("match", "--story", "nope", "-").exit_code == 2
