@@ -259,7 +259,8 @@ def feeds_import(state: State, opml_file: str, dry_run: bool, as_json: bool) -> 
 
     The config file is edited in place, keeping its comments and layout; it is validated first
     and replaced atomically, so a failed import changes nothing."""
-    from monitor.opml import OpmlError, import_into_config, parse_opml, plan_import
+    from monitor.config import load_config
+    from monitor.opml import OpmlError, import_into_config, locked_config, parse_opml, plan_import
 
     config = state.config
     try:
@@ -274,7 +275,13 @@ def feeds_import(state: State, opml_file: str, dry_run: bool, as_json: bool) -> 
     if plan.added and not dry_run:
         if config.source == "<defaults>":
             _fail("no config file to import into (use --config PATH)", EXIT_CONFIG)
-        import_into_config(Path(config.source), plan.added)
+        path = Path(config.source)
+        with locked_config(path):
+            # Planned again on the file as it is now, under the lock: another import (or an
+            # editor) may have changed it since this command read it.
+            plan = plan_import(load_config(path), found, skipped)
+            if plan.added:
+                import_into_config(path, plan.added)
     if as_json:
         print_json(
             {

@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -122,6 +123,29 @@ def plan_import(config: Config, feeds: list[OpmlFeed], skipped: list[tuple[str, 
         known_urls.add(_url_key(feed.url))
         result.added.append(OpmlFeed(name, feed.url))
     return result
+
+
+@contextlib.contextmanager
+def locked_config(config_path: Path) -> Iterator[None]:
+    """One edit of the config file at a time across processes (two `feeds import` at once each read
+    the file, added their feeds and replaced it: the first one's feeds were lost, both said
+    "added"). An exclusive flock on the file itself; a file replaced while this process waited
+    (by the edit that held the lock) is locked anew. No lock where the platform has none."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    real = config_path.resolve()
+    while True:
+        fd = os.open(real, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(real).st_ino:
+                yield
+                return
+        finally:
+            os.close(fd)  # and with it the lock
 
 
 def import_into_config(config_path: Path, feeds: list[OpmlFeed]) -> str:

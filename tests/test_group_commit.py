@@ -271,3 +271,44 @@ def test_a_poll_stopped_while_its_batch_gathers_still_writes_what_was_gathered()
     anyio.run(main)
     assert batches == [[1, 2], [3]]
     assert (first.result, first.error, second.result, second.error) == (1, None, 2, None)
+
+
+def test_sqlite_poll_batches_of_two_processes_take_turns(tmp_path: Path) -> None:
+    """A poll batch takes SQLite's write lock before it reads the feed rows: a second writer (a
+    second `monitor poll`, the daemon) reads them after the first one's commit, never before it
+    (which lost the first one's counters, applied an update twice and sent "source down" twice).
+    The second batch must not get as far as reading while the first holds the lock."""
+    from monitor.store import Store
+
+    url = f"sqlite:///{tmp_path / 'monitor.sqlite3'}"
+    first_store, second_store = Store(url), Store(url)
+    first_store.create_schema()
+    first_store.sync_feeds([("a", "https://example.org/a.xml")])
+    second_read = threading.Event()
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with second_store.poll_batch() as batch:
+                tx = batch.poll("a")  # reads the feed's row
+                second_read.set()
+                tx.state.polls_total = (tx.state.polls_total or 0) + 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    try:
+        with first_store.poll_batch() as batch:
+            tx = batch.poll("a")
+            tx.state.polls_total = (tx.state.polls_total or 0) + 1
+            batch.session.flush()
+            other = threading.Thread(target=second)
+            other.start()
+            # It must wait for the lock instead of reading the row as it was before this commit.
+            assert not second_read.wait(1.0)
+        other.join(30)
+        assert errors == [] and second_read.is_set()
+        state = first_store.feed_state("a")
+        assert state is not None and state.polls_total == 2  # neither poll's count lost
+    finally:
+        first_store.close()
+        second_store.close()

@@ -197,3 +197,38 @@ def test_import_into_a_symlinked_config_writes_through_to_the_real_file(project:
     assert project.config_path.readlink() == Path("deploy") / "feeds.yaml"
     assert "Süddeutsche Zeitung" in real.read_text(encoding="utf-8")
     assert [p.name for p in real.parent.iterdir()] == ["feeds.yaml"]  # no temporary file left behind
+
+
+def test_two_imports_at_once_take_turns_and_keep_both(project: Project) -> None:
+    """Two `feeds import` at once each read the file, added their feeds and replaced it: one
+    import's feeds were lost while both said "added". An import waits for the one editing the file
+    and plans on the file as that one left it."""
+    import threading
+
+    from monitor.config import load_config
+    from monitor.opml import import_into_config, locked_config, parse_opml, plan_import
+
+    project.write(CONFIG)
+    other = OPML.replace("tagesschau.de/xml/rss2", "example.org/anders.xml")
+    (project.dir / "r.opml").write_text(OPML, encoding="utf-8")
+    outcome: list[int] = []
+    importing = threading.Thread(
+        target=lambda: outcome.append(project.cli("feeds", "import", str(project.dir / "r.opml")).exit_code)
+    )
+    with locked_config(project.config_path):  # another import is editing the file
+        importing.start()
+        importing.join(2.0)
+        assert importing.is_alive(), "the import did not wait for the edit in progress"
+        found, skipped = parse_opml(other.encode(), "anders.opml")
+        import_into_config(
+            project.config_path, plan_import(load_config(project.config_path), found, skipped).added
+        )
+    importing.join(30)
+    assert outcome == [0]
+    names = [f.name for f in load_config(project.config_path).feeds]
+    # the first edit added Tagesschau (another URL), Süddeutsche Zeitung, dlf (2) (another URL) and
+    # Der Standard; the waiting import, planned on that file, finds all of its feeds configured
+    # (not: each of them a second time, planned on the file as it was before)
+    assert sorted(names) == sorted(
+        ["tagesschau", "dlf", "Tagesschau", "Süddeutsche Zeitung", "dlf (2)", "Der Standard"]
+    ), names

@@ -756,6 +756,14 @@ class Store:
         poll of 500 feeds: ~45,000 WAL page writes) and paid a commit each."""
         with self.session() as session:
             try:
+                if self.engine.dialect.name == "sqlite":
+                    # The write lock up front, before the feed rows and existing items are read
+                    # (PollBatch.preload, upsert_entries): SQLite's driver begins a transaction at
+                    # the first write only, so those reads could predate another process's commit
+                    # (a second `monitor poll`, the daemon) and overwrite it: a feed's counters
+                    # lost, an update applied twice, a second "source down" alert. PostgreSQL
+                    # locks the rows instead (FOR UPDATE in preload).
+                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
                 # The feed rows (health counters, validators) change in every poll; the statements
                 # of a poll never read them back, so they are flushed once, at commit, instead of
                 # before every statement (autoflush: ~800 single-row UPDATEs for a first poll).
