@@ -91,13 +91,6 @@ class State:
         return self._config
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    """The exceptions an exception group holds, its nested groups flattened; else ``[exc]``."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def _expected_failure(exc: BaseException, state: State | None) -> tuple[str, int] | None:
     """The one-line message and exit code of a failure the CLI expects; None for anything else (a
     bug: its traceback is printed)."""
@@ -134,7 +127,9 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             # once (a configuration error before a runtime one). A group holding anything else (a
             # bug) keeps its traceback.
             state = next((a for a in args if isinstance(a, State)), None)
-            leaves = _leaves(exc)
+            from monitor.store.errors import leaves as exception_leaves
+
+            leaves = exception_leaves(exc)
             failures = [f for leaf in leaves if (f := _expected_failure(leaf, state)) is not None]
             if len(failures) < len(leaves):
                 raise

@@ -90,6 +90,12 @@ def cache_delay(result: FetchResult, ttl: float | None, policy: HealthPolicy) ->
     return min(max(bounds), policy.max_backoff)
 
 
+# How far ahead of this node's clock a bound written by a poll (its slot, its "not before") may lie
+# and still count: the nodes' clocks differ a little; further ahead, the wall clock was set back
+# since (an NTP step, a VM restored), and the bound would hold polling up until it caught up.
+CLOCK_SLACK = 60.0
+
+
 def is_due(state: FeedState, now: datetime, slack: float = 0.0, horizon: float | None = None) -> bool:
     """May a scheduled poll run now? ``slack`` absorbs schedule jitter so a bound equal to the
     interval does not skip a whole extra interval. ``horizon``: the longest bound a poll can set
@@ -98,7 +104,7 @@ def is_due(state: FeedState, now: datetime, slack: float = 0.0, horizon: float |
     after = state.next_poll_after
     if after is None or after - timedelta(seconds=slack) <= now:
         return True
-    return horizon is not None and (after - now).total_seconds() > horizon + slack + 60.0
+    return horizon is not None and (after - now).total_seconds() > horizon + slack + CLOCK_SLACK
 
 
 def episode_key(state: FeedState) -> str:

@@ -156,10 +156,9 @@ def _store_error(what: str, exc: BaseException) -> BaseException:
     return error
 
 
-# How far a feed's last committed slot may lie ahead of this node's clock and still count (the
-# nodes' clocks differ a little): further ahead, the wall clock was set back (an NTP step, a VM
-# restored), and the slots fired now would all look done until the clock caught up.
-SLOT_CLOCK_SLACK = 60.0
+# How far a feed's last committed slot may lie ahead of this node's clock and still count: further
+# ahead, the slots fired now would all look done until the clock caught up (``health.CLOCK_SLACK``).
+SLOT_CLOCK_SLACK = health.CLOCK_SLACK
 
 
 def _slot_done(last_slot: datetime | None, slot: datetime) -> bool:
@@ -275,13 +274,11 @@ class Monitor:
 
     def _stories(self) -> dict[str, StoryMatcher]:
         """The compiled story matchers (and ``self.baselines``), built once, from any thread."""
-        with self._compile_lock:
-            self._compile_stories()
-            return dict(self.matchers)  # a copy: _forget_story_state may clear the dict meanwhile
+        return self._story_models()[0]
 
     def _story_models(self) -> tuple[dict[str, StoryMatcher], dict[str, diff.BaselineModel]]:
-        """``_stories`` and the stories' baselines, taken together (``_forget_story_state`` may
-        clear both from another thread between two separate reads)."""
+        """The compiled story matchers and their baselines, copies taken together under the lock
+        (``_forget_story_state`` may clear both from another thread meanwhile)."""
         with self._compile_lock:
             self._compile_stories()
             return dict(self.matchers), {story_id: self.baselines[story_id] for story_id in self.matchers}

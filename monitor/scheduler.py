@@ -67,6 +67,7 @@ from monitor.store.database import (
     postgres_keepalives,
     redact,
 )
+from monitor.store.errors import database_failed, describe, leaves
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +362,6 @@ async def run_daemon(
                         "scheduler stopped: the database failed; starting it again",
                         extra={"node": node_id, "error": _describe_failure(exc), "retry_in": delay},
                     )
-                    monitor.stopping = False
                     with anyio.move_on_after(delay):
                         await stop.wait()
                     if stop.is_set():
@@ -379,28 +379,19 @@ async def run_daemon(
 RESTART_MIN, RESTART_MAX = 5.0, 60.0
 
 
-def _database_failure(exc: BaseException) -> bool:
-    """Every error in ``exc`` (a task group's, flattened) is a failure of the database as a whole."""
-    from monitor.store.errors import database_failed
+def _errors(exc: BaseException) -> list[BaseException]:
+    """The errors in ``exc`` (a task group's, flattened), the cancellations it caused left out."""
+    return [leaf for leaf in leaves(exc) if not isinstance(leaf, anyio.get_cancelled_exc_class())]
 
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = [leaf for sub in exc.exceptions for leaf in _flatten(sub)]
-    else:
-        leaves = [exc]
-    errors = [leaf for leaf in leaves if not isinstance(leaf, anyio.get_cancelled_exc_class())]
+
+def _database_failure(exc: BaseException) -> bool:
+    """Every error in ``exc`` is a failure of the database as a whole."""
+    errors = _errors(exc)
     return bool(errors) and all(database_failed(leaf) for leaf in errors)
 
 
-def _flatten(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _flatten(sub)]
-    return [exc]
-
-
 def _describe_failure(exc: BaseException) -> str:
-    from monitor.store.errors import describe
-
-    leaf = next((e for e in _flatten(exc) if not isinstance(e, anyio.get_cancelled_exc_class())), exc)
+    leaf = next(iter(_errors(exc)), exc)
     return (describe(leaf) or f"{type(leaf).__name__}: {leaf}")[:500]
 
 

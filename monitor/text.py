@@ -53,6 +53,11 @@ _ABBREV_END = re.compile(
 # feed's poll (the writer matches story after story over a feed's items: 1,024 entries are a title
 # and a text each for 512 items); a large cache of whole article texts was tens of MB that the
 # daemon never gave back.
+def unfold(word: str) -> str:
+    """A folded word with its umlauts back ('gespraech' -> 'gespräch'), for dictionary look-ups."""
+    return word.replace("ae", "ä").replace("oe", "ö").replace("ue", "ü")
+
+
 @lru_cache(maxsize=1024)
 def fold(text: str) -> str:
     """Case-fold and spell out umlauts/ß so 'Selenskyj', 'SELENSKYJ' and 'Gipfel' compare plainly.

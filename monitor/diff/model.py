@@ -18,7 +18,7 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
-from monitor.text import TOKEN_CACHE, fold, lemma, sentences
+from monitor.text import TOKEN_CACHE, fold, lemma, sentences, unfold
 
 # Function words and the vocabulary of reporting itself ("sagte", "laut", "demnach"): a sentence
 # that differs from the baseline only in these states nothing new. Folded lemmas.
@@ -402,7 +402,7 @@ def compound_parts(term: str) -> tuple[str, ...]:
 
     def known(word: str) -> str | None:
         # Terms are folded ('gespraech'): try the word with its umlauts back as well.
-        for candidate in (word, _unfold(word)):
+        for candidate in (word, unfold(word)):
             if _is_known(candidate):
                 return candidate
         return None
@@ -415,10 +415,6 @@ def compound_parts(term: str) -> tuple[str, ...]:
                 if tail_word:
                     return (fold(h), fold(lexicon.lemmatize(tail_word)))
     return ()
-
-
-def _unfold(word: str) -> str:
-    return word.replace("ae", "ä").replace("oe", "ö").replace("ue", "ü")
 
 
 _KEY_STEPS = (("sch", "sh"), ("w", "v"), ("z", "s"), ("y", "i"), ("ij", "i"), ("ii", "i"), ("ck", "k"))

@@ -12,7 +12,15 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from monitor.text import TOKEN_CACHE, content_lemmas, fold, inflections, sentences, want_inflections
+from monitor.text import (
+    TOKEN_CACHE,
+    content_lemmas,
+    fold,
+    inflections,
+    sentences,
+    unfold,
+    want_inflections,
+)
 
 # Inflectional endings every term accepts (genitive -s of names, plural -n/-en, adjectival -er ...).
 _SUFFIXES = ("", "s", "es", "n", "en", "e", "er", "ern", "ns", "ens", "em")
@@ -264,7 +272,7 @@ def _noun_lemma(folded: str) -> str | None:
     one (its lemma capitalised), else None."""
     from monitor import lexicon
 
-    for candidate in (folded, folded.replace("ae", "ä").replace("oe", "ö").replace("ue", "ü")):
+    for candidate in (folded, unfold(folded)):
         word = candidate[:1].upper() + candidate[1:]
         if lexicon.is_known(word):
             lemma = lexicon.lemmatize(word)

@@ -21,6 +21,14 @@ def _store_error(exc: BaseException) -> bool:
     return store is not None and isinstance(exc, store.StoreError)
 
 
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions an exception group holds, its nested groups flattened; else ``[exc]`` (a
+    failure inside a task group arrives wrapped, often once per task)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]
+
+
 def describe(exc: BaseException) -> str | None:
     """``exc`` in one line when it is a database error (the ``StoreError``'s own message, else the
     driver's error without the statement and parameters SQLAlchemy appends), else None."""

@@ -390,8 +390,7 @@ def create_app(config: Config, store: Store | None = None, token: str | None = N
 
     app.add_middleware(SecurityHeadersMiddleware)
     if token:
+        # Outermost: nothing runs without it.
         https = str(config.web.base_url or "").startswith("https:")
-        app.add_middleware(
-            BearerTokenMiddleware, token=token, https=https
-        )  # outermost: nothing runs without it
+        app.add_middleware(BearerTokenMiddleware, token=token, https=https)
     return app
