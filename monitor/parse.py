@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from monitor.text import NOT_XML_CHAR
+
 log = logging.getLogger(__name__)
 
 # Tracking parameters that make one article look like many.
@@ -126,12 +128,7 @@ _HTTP_CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([^\s;\"']+)", re.I)
 
 
 def _is_xml_char(code: int) -> bool:
-    return (
-        code in (0x9, 0xA, 0xD)
-        or 0x20 <= code <= 0xD7FF
-        or 0xE000 <= code <= 0xFFFD
-        or 0x10000 <= code <= 0x10FFFF
-    )
+    return code <= 0x10FFFF and NOT_XML_CHAR.match(chr(code)) is None
 
 
 def neutralise_char_refs(body: bytes) -> tuple[bytes, str | None]:

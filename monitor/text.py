@@ -53,6 +53,16 @@ _ABBREV_END = re.compile(
 # feed's poll (the writer matches story after story over a feed's items: 1,024 entries are a title
 # and a text each for 512 items); a large cache of whole article texts was tens of MB that the
 # daemon never gave back.
+# Characters XML 1.0 does not allow in a document, escaped or not: control characters other than
+# tab and line breaks, lone surrogates, U+FFFE/U+FFFF.
+NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(text: str) -> str:
+    """``text`` with the characters XML does not allow replaced by U+FFFD."""
+    return NOT_XML_CHAR.sub("\ufffd", text)
+
+
 def unfold(word: str) -> str:
     """A folded word with its umlauts back ('gespraech' -> 'gespräch'), for dictionary look-ups."""
     return word.replace("ae", "ä").replace("oe", "ö").replace("ue", "ü")

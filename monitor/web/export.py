@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 from jinja2 import Environment
 
+from monitor.text import xml_chars
 from monitor.web.views import display_zone, safe_url
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -58,18 +58,6 @@ def _entry_html(dev: dict[str, Any]) -> str:
     return _ENTRY_HTML.render(novel=dev["novel"], sources=sources)
 
 
-# Characters XML 1.0 does not allow in a document, escaped or not (ElementTree writes them as they
-# are): control characters other than tab and line breaks, lone surrogates, U+FFFE/U+FFFF. Feed
-# text may carry them; one would make the whole Atom feed unreadable for every subscriber.
-_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def xml_chars(text: str) -> str:
-    """``text`` with the characters XML does not allow replaced by U+FFFD, as the parse stage does
-    with character references XML forbids."""
-    return _NOT_XML.sub("\ufffd", text)
-
-
 def developments_atom(
     story_id: str,
     story_title: str,
@@ -78,7 +66,9 @@ def developments_atom(
     self_url: str | None = None,
     alternate_url: str | None = None,
 ) -> bytes:
-    """An Atom 1.0 feed of a story's developments, newest first. ElementTree escapes all text."""
+    """An Atom 1.0 feed of a story's developments, newest first. ElementTree escapes all text, but
+    writes characters XML does not allow as they are: feed text may carry them, and one would make
+    the whole feed unreadable for every subscriber (``xml_chars``)."""
     ET.register_namespace("", ATOM_NS)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
