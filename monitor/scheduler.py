@@ -205,7 +205,10 @@ def make_event_broker(database_url: str, engine: AsyncEngine) -> EventBroker:
         async def publish(self, event: Event) -> None:
             await super().publish(fit_for_notify(event))
 
-    return BoundedPsycopgEventBroker.from_async_sqla_engine(engine)
+    # Keepalives on its LISTEN connection too, which waits for notifications and sends nothing:
+    # without them a server that vanishes (no FIN, no RST) leaves it waiting ~2 h 11 min, and the
+    # node hears nothing of the schedules other nodes add or change until then.
+    return BoundedPsycopgEventBroker.from_async_sqla_engine(engine, options=postgres_keepalives(database_url))
 
 
 def _schedule_metadata(config: Config, feed_name: str) -> dict[str, Any]:
@@ -362,6 +365,12 @@ async def run_daemon(
                         "scheduler stopped: the database failed; starting it again",
                         extra={"node": node_id, "error": _describe_failure(exc), "retry_in": delay},
                     )
+                    # The feed-lock connection went down with the database as a rule, but is only
+                    # found out when next used: by the restart's claim of the node id, which then
+                    # failed once more. Its locks (no poll runs now) go with it; the restart takes
+                    # a fresh connection and claims the node id again.
+                    with contextlib.suppress(Exception):  # closing a dead connection may complain
+                        await locks.close()
                     with anyio.move_on_after(delay):
                         await stop.wait()
                     if stop.is_set():

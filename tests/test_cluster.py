@@ -509,6 +509,8 @@ def test_a_node_outlives_its_database_connections_being_dropped(tmp_path: Path, 
             assert restarted[0]["retry_in"] == 5.0 and "OperationalError" in restarted[0]["error"]
             wait_until(lambda: len(node.polls()) > polls_before + 2, 60, "polls after the restart")
             assert node.alive(), node.tail()
+            # The first restart worked (it failed once more on the dropped feed-lock connection).
+            assert len(node.messages("scheduler stopped: the database failed; starting it again")) == 1
         finally:
             code = node.stop()
     assert code == 0, node.tail()

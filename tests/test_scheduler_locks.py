@@ -164,3 +164,40 @@ def test_postgres_connections_have_keepalives_at_both_ends(pg_url: str) -> None:
         store_engine.dispose()
         own.dispose()
     assert anyio.run(locks_connection) == ("10", "5", "3")
+
+
+def test_the_event_brokers_listen_connection_has_keepalives_at_both_ends(pg_url: str) -> None:
+    """The connection APScheduler's psycopg event broker LISTENs on waits for notifications and
+    sends nothing: a server that vanishes would leave it waiting for hours without keepalives. The
+    broker connects with its ``conninfo`` and ``options``, as here."""
+    from psycopg import AsyncConnection
+
+    async def broker_connection() -> tuple[tuple[str, ...], dict[str, str]]:
+        engine = make_scheduler_engine(pg_url)
+        try:
+            broker = make_event_broker(pg_url, engine)
+            conn = await AsyncConnection.connect(broker.conninfo, **broker.options)  # type: ignore[attr-defined]
+            try:
+                server = []
+                for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count"):
+                    cursor = await conn.execute(f"SHOW {name}")
+                    row = await cursor.fetchone()
+                    assert row is not None
+                    server.append(row[0])
+                return tuple(server), conn.info.get_parameters()
+            finally:
+                await conn.close()
+        finally:
+            await engine.dispose()
+
+    server, client = anyio.run(broker_connection)
+    assert server == ("10", "5", "3")
+    assert (
+        client.get("keepalives_idle"),
+        client.get("keepalives_interval"),
+        client.get("keepalives_count"),
+    ) == (
+        "10",
+        "5",
+        "3",
+    )
