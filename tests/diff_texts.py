@@ -58,3 +58,16 @@ STORY = {
     "baseline": {"text": BASELINE},
     "keywords": ["Graz", "Ostrow", "Tarn"],
 }
+
+# A cancellation that is news by its change of state alone (no new noun or name), and a second
+# outlet reporting the same in other words, with one more new noun ("Pläne", "Zukunft").
+BARE_CANCELLATION_TITLE = "Berger sagt Gipfel mit Ostrow ab"
+BARE_CANCELLATION = "Präsidentin Berger hat das geplante Treffen mit Präsident Ostrow in Graz abgesagt."
+BARE_CANCELLATION_OTHER_WORDS_TITLE = "Graz-Gipfel geplatzt"
+BARE_CANCELLATION_OTHER_WORDS = """Das Treffen von Berger und Ostrow in Graz ist geplatzt.
+Die Regierung in Nordstadt teilte mit, es gebe keine Pläne für ein Treffen in naher Zukunft.
+"""
+
+# The same kind of change (called off) of something else, by one of the same actors, the same day.
+OTHER_CANCELLATION_TITLE = "Ostrow sagt Reise nach Wien ab"
+OTHER_CANCELLATION = "Südlands Präsident Ostrow hat seinen Besuch in Wien abgesagt."

@@ -320,3 +320,34 @@ def test_items_of_the_same_time_open_the_same_development_whatever_order_they_we
     first, second = developments(2, 3), developments(3, 2)
     assert len(first) == 1 and len(first[0][3]) == 2  # one development, both outlets its sources
     assert first == second
+
+
+def test_the_same_cancellation_in_other_words_is_one_development() -> None:
+    """News that is a change of state alone ("abgesagt", no new noun) has no new vocabulary for
+    later reports to share: a second outlet's "geplatzt" with one more new noun ("Pläne") opened a
+    second development, a second alert for the same fact. In one poll and over two."""
+    first = item(2, T.BARE_CANCELLATION_TITLE, T.BARE_CANCELLATION)
+    other_words = item(3, T.BARE_CANCELLATION_OTHER_WORDS_TITLE, T.BARE_CANCELLATION_OTHER_WORDS)
+    records, diffs = diff_items(BASELINE, [], [first, other_words])
+    assert [d.verdict for d in diffs] == ["new", "known"]
+    assert len(records) == 1
+    assert sorted(s.item_id for s in records[0].sources) == [2, 3]
+
+    known = as_known(find_developments(BASELINE, [], [first]), [])
+    records, diffs = diff_items(BASELINE, known, [other_words])
+    assert [d.verdict for d in diffs] == ["known"]
+    assert [d.development_key for d in diffs] == [known[0].key]
+    assert [r.key for r in records] == [known[0].key]  # a source of the known one, no new development
+
+
+def test_the_same_change_of_something_else_is_news_of_its_own() -> None:
+    """Once "abgesagt" is known of the summit, it is not known of anything else: one of the same
+    actors calling off another visit the same day is a development (it was taken for a known
+    change of state and joined the summit's cancellation: never alerted)."""
+    known = as_known(
+        find_developments(BASELINE, [], [item(2, T.BARE_CANCELLATION_TITLE, T.BARE_CANCELLATION)]), []
+    )
+    records, diffs = diff_items(BASELINE, known, [item(4, T.OTHER_CANCELLATION_TITLE, T.OTHER_CANCELLATION)])
+    assert [d.verdict for d in diffs] == ["new"]
+    assert len(records) == 1 and records[0].key != known[0].key
+    assert records[0].title == T.OTHER_CANCELLATION_TITLE

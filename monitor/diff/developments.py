@@ -22,7 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitor.diff.model import BaselineModel, Reference, Sentence, analyse, split_sentences
+from monitor.diff.model import (
+    BaselineModel,
+    Reference,
+    Sentence,
+    analyse,
+    cue_family,
+    same_subject,
+    split_sentences,
+)
 from monitor.diff.novelty import SentenceNovelty, item_sentences, score_item
 from monitor.store import DevelopmentRecord, KnownDevelopment, SourceRecord
 from monitor.text import fold
@@ -140,6 +148,32 @@ def _closest(vocab: set[str], devs: Sequence[_Dev]) -> tuple[_Dev | None, float]
     return best, max(best_affinity, 0.0)
 
 
+def _same_change(
+    novel: Sequence[SentenceNovelty], residual: Sequence[SentenceNovelty], devs: Sequence[_Dev]
+) -> _Dev | None:
+    """The development that reports the change of state an item's novel sentence reports: a cue of
+    the same family, about the same thing (``model.same_subject``: their nouns and names, known
+    ones included). A cancellation is often news without a new noun ("Trump hat das Treffen mit
+    Putin in Budapest abgesagt"): such a development has no new vocabulary for later reports to
+    share, and a second outlet's "Das Treffen ... ist geplatzt" with one more new noun opened a
+    second development (a second alert for the same fact). A change of something else ("Putin sagt
+    Besuch in Peking ab") shares too few of the nouns to count; an item whose news against the story
+    so far (``residual``) is a change of another kind (sanctions, after the known cancellation it
+    mentions) is news of its own."""
+    fresh = {cue_family(c) for s in residual for c in s.new_cues}
+    for s in novel:
+        if not s.new_cues:
+            continue
+        families = {cue_family(c) for c in s.new_cues}
+        nouns = s.sentence.nouns
+        for dev in devs:
+            for known in dev.sentences:
+                same_family = families.intersection(cue_family(c) for c in known.cues)
+                if same_family and fresh <= same_family and same_subject(nouns, known.nouns):
+                    return dev
+    return None
+
+
 def _opens_development(story_score: float, threshold: float, affinity: float, recent_affinity: float) -> bool:
     """Does an item whose news is not a restatement open a new development, or is it one more
     report of a known one (no second alert)? ``story_score``: what the story so far does not know;
@@ -232,7 +266,7 @@ def diff_items(
         sentences = [analyse(s) for s in k.novel]
         terms = set(k.terms)
         devs.append(_Dev(k.key, k.title, 0.0, sentences, terms, k.first_seen, known_id=k.id))
-        story.extend(sentences)
+        story.extend(sentences, specific=True)
 
     # Step 1, against the baseline alone: independent of the order of the items.
     diffs: list[tuple[_Order, ItemDiff]] = []
@@ -277,11 +311,14 @@ def diff_items(
         story_score, residual = score_item(sentences, story_ref, baseline.key_terms)
         vocab = _fact_vocab(novel)
         best, affinity = _closest(vocab, devs)
-        recent, recent_affinity = _closest(
-            vocab, [d for d in devs if abs(item.published - d.first_seen) <= NEWS_CYCLE]
-        )
-        opens = _opens_development(story_score, threshold, affinity, recent_affinity)
-        if not opens and recent is not None and recent_affinity > 0:
+        cycle = [d for d in devs if abs(item.published - d.first_seen) <= NEWS_CYCLE]
+        recent, recent_affinity = _closest(vocab, cycle)
+        same = _same_change(novel, residual, cycle) if story_score < STRONG_FACTOR * threshold else None
+        if same is not None:
+            opens, best = False, same  # the same news cycle, the same change of the same thing
+        else:
+            opens = _opens_development(story_score, threshold, affinity, recent_affinity)
+        if same is None and not opens and recent is not None and recent_affinity > 0:
             best = recent  # the same news cycle, the same subject
         if opens or best is None:
             chosen = residual if residual else novel
@@ -300,7 +337,7 @@ def diff_items(
             )
             dev.sources[item.item_id] = [s.text for s in kept]
             devs.append(dev)
-            story.extend(dev.sentences)
+            story.extend(dev.sentences, specific=True)
             diffs.append(
                 (order, ItemDiff(item.item_id, base_score, story_score, novel, residual, "new", key))
             )
