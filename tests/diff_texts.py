@@ -68,6 +68,14 @@ BARE_CANCELLATION_OTHER_WORDS = """Das Treffen von Berger und Ostrow in Graz ist
 Die Regierung in Nordstadt teilte mit, es gebe keine Pläne für ein Treffen in naher Zukunft.
 """
 
-# The same kind of change (called off) of something else, by one of the same actors, the same day.
-OTHER_CANCELLATION_TITLE = "Ostrow sagt Reise nach Wien ab"
-OTHER_CANCELLATION = "Südlands Präsident Ostrow hat seinen Besuch in Wien abgesagt."
+# The known cancellation recapped, with a new fact of its own (troops moved: a number, a name).
+RECAP_WITH_NEWS_TITLE = "Nach Gipfel-Absage: Südland verlegt Truppen an die Tarn"
+RECAP_WITH_NEWS = """Nach der Absage des Gipfels von Berger und Ostrow in Graz hat Südland 5000 Soldaten an die Grenze verlegt.
+Verteidigungsminister Boris Lenkow kündigte für Donnerstag ein Manöver am Ufer der Tarn an.
+"""
+
+# The same cancellation by roles instead of names, sharing few nouns with the first report.
+CANCELLATION_BY_ROLES_TITLE = "Kein Treffen in Österreich"
+CANCELLATION_BY_ROLES = """Südlands Staatschef lässt das Treffen mit Nordlands Präsidentin platzen.
+Eine Begegnung der beiden sei vorerst nicht geplant, hieß es in der Hauptstadt.
+"""

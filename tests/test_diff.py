@@ -340,14 +340,15 @@ def test_the_same_cancellation_in_other_words_is_one_development() -> None:
     assert [r.key for r in records] == [known[0].key]  # a source of the known one, no new development
 
 
-def test_the_same_change_of_something_else_is_news_of_its_own() -> None:
-    """Once "abgesagt" is known of the summit, it is not known of anything else: one of the same
-    actors calling off another visit the same day is a development (it was taken for a known
-    change of state and joined the summit's cancellation: never alerted)."""
-    known = as_known(
-        find_developments(BASELINE, [], [item(2, T.BARE_CANCELLATION_TITLE, T.BARE_CANCELLATION)]), []
-    )
-    records, diffs = diff_items(BASELINE, known, [item(4, T.OTHER_CANCELLATION_TITLE, T.OTHER_CANCELLATION)])
-    assert [d.verdict for d in diffs] == ["new"]
-    assert len(records) == 1 and records[0].key != known[0].key
-    assert records[0].title == T.OTHER_CANCELLATION_TITLE
+def test_a_recap_of_the_known_change_with_news_of_its_own_is_a_development() -> None:
+    """Joining a report of the same change (above) must not swallow a new fact that comes with a
+    recap of the known one ("Nach der Absage ... 5000 Soldaten an die Grenze verlegt"), nor send
+    the same cancellation told by roles instead of names a second time."""
+    first = item(2, T.BARE_CANCELLATION_TITLE, T.BARE_CANCELLATION)
+    recap = item(5, T.RECAP_WITH_NEWS_TITLE, T.RECAP_WITH_NEWS)
+    by_roles = item(6, T.CANCELLATION_BY_ROLES_TITLE, T.CANCELLATION_BY_ROLES)
+    records, diffs = diff_items(BASELINE, [], [first, recap, by_roles])
+    assert [d.verdict for d in diffs] == ["new", "new", "known"]
+    assert sorted(r.title for r in records) == sorted([T.BARE_CANCELLATION_TITLE, T.RECAP_WITH_NEWS_TITLE])
+    cancellation = next(r for r in records if r.title == T.BARE_CANCELLATION_TITLE)
+    assert sorted(s.item_id for s in cancellation.sources) == [2, 6]

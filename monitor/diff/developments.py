@@ -22,15 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitor.diff.model import (
-    BaselineModel,
-    Reference,
-    Sentence,
-    analyse,
-    cue_family,
-    same_subject,
-    split_sentences,
-)
+from monitor.diff.model import BaselineModel, Reference, Sentence, analyse, cue_family, split_sentences
 from monitor.diff.novelty import SentenceNovelty, item_sentences, score_item
 from monitor.store import DevelopmentRecord, KnownDevelopment, SourceRecord
 from monitor.text import fold
@@ -148,19 +140,34 @@ def _closest(vocab: set[str], devs: Sequence[_Dev]) -> tuple[_Dev | None, float]
     return best, max(best_affinity, 0.0)
 
 
+# Two sentences report on the same thing when they share at least this share of the smaller one's
+# nouns and names (known ones included): "Das Treffen von Trump und Putin in Budapest ist geplatzt"
+# and "Trump hat das geplante Treffen mit Kremlchef Putin in Budapest abgesagt" share all 4 of the
+# first; "Putin sagt Besuch in Peking ab" shares 1 of 3 with the second.
+SAME_SUBJECT = 0.6
+
+
+def _same_subject(a: frozenset[str], b: frozenset[str]) -> bool:
+    common = len(a & b)
+    return bool(common) and common / min(len(a), len(b)) >= SAME_SUBJECT
+
+
 def _same_change(
     novel: Sequence[SentenceNovelty], residual: Sequence[SentenceNovelty], devs: Sequence[_Dev]
 ) -> _Dev | None:
     """The development that reports the change of state an item's novel sentence reports: a cue of
-    the same family, about the same thing (``model.same_subject``: their nouns and names, known
-    ones included). A cancellation is often news without a new noun ("Trump hat das Treffen mit
-    Putin in Budapest abgesagt"): such a development has no new vocabulary for later reports to
-    share, and a second outlet's "Das Treffen ... ist geplatzt" with one more new noun opened a
-    second development (a second alert for the same fact). A change of something else ("Putin sagt
-    Besuch in Peking ab") shares too few of the nouns to count; an item whose news against the story
-    so far (``residual``) is a change of another kind (sanctions, after the known cancellation it
-    mentions) is news of its own."""
-    fresh = {cue_family(c) for s in residual for c in s.new_cues}
+    the same family, about the same thing (``SAME_SUBJECT`` of their nouns and names, known ones
+    included). A cancellation is often news without a new noun ("Trump hat das Treffen mit Putin in
+    Budapest abgesagt"): such a development has no new vocabulary for later reports to share, and a
+    second outlet's "Das Treffen ... ist geplatzt" with one more new noun ("keine Pläne in naher
+    Zukunft") opened a second development (a second alert for the same fact).
+
+    Not when what the item says beyond the story so far (``residual``) is news of its own: a change
+    of another kind the story does not know (sanctions, after the known cancellation it recaps), or
+    a new name or number ("Nach der Absage ... hat Südland 5000 Soldaten an die Grenze verlegt"):
+    the usual rules decide then."""
+    if any(s.new_cues or ((s.new_names or s.new_numbers) and s.novel) for s in residual):
+        return None
     for s in novel:
         if not s.new_cues:
             continue
@@ -169,7 +176,7 @@ def _same_change(
         for dev in devs:
             for known in dev.sentences:
                 same_family = families.intersection(cue_family(c) for c in known.cues)
-                if same_family and fresh <= same_family and same_subject(nouns, known.nouns):
+                if same_family and _same_subject(nouns, known.nouns):
                     return dev
     return None
 
@@ -266,7 +273,7 @@ def diff_items(
         sentences = [analyse(s) for s in k.novel]
         terms = set(k.terms)
         devs.append(_Dev(k.key, k.title, 0.0, sentences, terms, k.first_seen, known_id=k.id))
-        story.extend(sentences, specific=True)
+        story.extend(sentences)
 
     # Step 1, against the baseline alone: independent of the order of the items.
     diffs: list[tuple[_Order, ItemDiff]] = []
@@ -337,7 +344,7 @@ def diff_items(
             )
             dev.sources[item.item_id] = [s.text for s in kept]
             devs.append(dev)
-            story.extend(dev.sentences, specific=True)
+            story.extend(dev.sentences)
             diffs.append(
                 (order, ItemDiff(item.item_id, base_score, story_score, novel, residual, "new", key))
             )

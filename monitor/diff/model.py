@@ -599,19 +599,6 @@ def split_sentences(text: str) -> list[str]:
 _NAMED_MAX = 8_192
 
 
-# Two sentences report on the same thing when they share at least this share of the smaller one's
-# nouns and names (known ones included): "Das Treffen von Trump und Putin in Budapest ist geplatzt"
-# and "Trump hat das geplante Treffen mit Kremlchef Putin in Budapest abgesagt" share all 4 of the
-# first; "Putin sagt Besuch in Peking ab" shares 1 of 3 with the second.
-SAME_SUBJECT = 0.6
-
-
-def same_subject(a: frozenset[str], b: frozenset[str]) -> bool:
-    """Do two sentences' nouns say they are about the same thing (``SAME_SUBJECT``)?"""
-    common = len(a & b)
-    return bool(common) and common / min(len(a), len(b)) >= SAME_SUBJECT
-
-
 @dataclass(slots=True)
 class Reference:
     """What is already known: the vocabulary and the sentences it comes from."""
@@ -622,19 +609,13 @@ class Reference:
     cues: set[str] = field(default_factory=set)  # cue families (see cue_family)
     sentences: list[Sentence] = field(default_factory=list)
     name_keys: set[str] = field(default_factory=set)
-    # Per cue family, the nouns of the developments' sentences that report it: which change of state
-    # of what is known (``knows_change``; ``cues`` holds the families known of anything).
-    changes: dict[str, list[frozenset[str]]] = field(default_factory=dict)
     # knows_name's and covers's answers for this content (emptied by ``add``): the same words are
     # asked about sentence after sentence (measured on the bench's first poll with 5 stories:
     # 160,000 and 220,000 calls).
     _named: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
     _covered: dict[str, float] = field(default_factory=dict, repr=False, compare=False)  # covers's
 
-    def add(self, sentence: Sentence, *, specific: bool = False) -> None:
-        """``specific``: a development's sentence, whose changes of state are known of its subject
-        alone (see ``knows_change``); the baseline's, and an item's own previous text, are known of
-        anything."""
+    def add(self, sentence: Sentence) -> None:
         if self._named:
             self._named.clear()
         if self._covered:
@@ -646,15 +627,11 @@ class Reference:
         self.names.update(sentence.names)
         self.name_keys.update(name_key(n) for n in sentence.names)
         self.numbers.update(sentence.numbers)
-        for family in {cue_family(c) for c in sentence.cues}:
-            if specific:
-                self.changes.setdefault(family, []).append(sentence.nouns)
-            else:
-                self.cues.add(family)
+        self.cues.update(cue_family(c) for c in sentence.cues)
 
-    def extend(self, items: Iterable[Sentence], *, specific: bool = False) -> None:
+    def extend(self, items: Iterable[Sentence]) -> None:
         for sentence in items:
-            self.add(sentence, specific=specific)
+            self.add(sentence)
 
     def copy(self) -> Reference:
         return Reference(
@@ -664,21 +641,7 @@ class Reference:
             set(self.cues),
             list(self.sentences),
             set(self.name_keys),
-            {family: list(terms) for family, terms in self.changes.items()},
         )
-
-    def knows_change(self, family: str, nouns: frozenset[str]) -> bool:
-        """Is this change of state (a cue family) of this thing (a sentence's nouns) known? Known of
-        anything when the baseline reports it (the user's summary of the story: its paraphrases
-        word the thing differently); known of the same thing (``same_subject``) when a development
-        reports it: "abgesagt" known of the summit says nothing about Selenski's visit being called
-        off. A sentence without nouns: known when any sentence reports the family."""
-        if family in self.cues:
-            return True
-        known = self.changes.get(family)
-        if not known:
-            return False
-        return not nouns or any(same_subject(nouns, other) for other in known)
 
     def knows_name(self, name: str) -> bool:
         """A name is known in another transliteration (Selenskyj/Selenski), in the genitive

@@ -139,7 +139,7 @@ def score_sentence(
     lexical *= min(1.0, len(terms) / 5)
     new_names = tuple(sorted(n for n in names if covers(n) < 1 and not knows_name(n))) if names else ()
     new_numbers = tuple(sorted(sentence.numbers - reference.numbers))
-    new_cues = tuple(c for c in sentence.cues if not reference.knows_change(cue_family(c), nouns))
+    new_cues = tuple(c for c in sentence.cues if cue_family(c) not in reference.cues)
     score = lexical + 0.15 * min(len(new_names), 2) + 0.10 * min(len(new_numbers), 2)
     if new_cues:
         score += CUE_BONUS
