@@ -59,14 +59,9 @@ STORY = {
     "keywords": ["Graz", "Ostrow", "Tarn"],
 }
 
-# A cancellation that is news by its change of state alone (no new noun or name), and a second
-# outlet reporting the same in other words, with one more new noun ("Pläne", "Zukunft").
+# A cancellation that is news by its change of state alone (no new noun or name).
 BARE_CANCELLATION_TITLE = "Berger sagt Gipfel mit Ostrow ab"
 BARE_CANCELLATION = "Präsidentin Berger hat das geplante Treffen mit Präsident Ostrow in Graz abgesagt."
-BARE_CANCELLATION_OTHER_WORDS_TITLE = "Graz-Gipfel geplatzt"
-BARE_CANCELLATION_OTHER_WORDS = """Das Treffen von Berger und Ostrow in Graz ist geplatzt.
-Die Regierung in Nordstadt teilte mit, es gebe keine Pläne für ein Treffen in naher Zukunft.
-"""
 
 # The known cancellation recapped, with a new fact of its own (troops moved: a number, a name).
 RECAP_WITH_NEWS_TITLE = "Nach Gipfel-Absage: Südland verlegt Truppen an die Tarn"

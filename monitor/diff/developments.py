@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitor.diff.model import BaselineModel, Reference, Sentence, analyse, cue_family, split_sentences
+from monitor.diff.model import BaselineModel, Reference, Sentence, analyse, split_sentences
 from monitor.diff.novelty import SentenceNovelty, item_sentences, score_item
 from monitor.store import DevelopmentRecord, KnownDevelopment, SourceRecord
 from monitor.text import fold
@@ -138,47 +138,6 @@ def _closest(vocab: set[str], devs: Sequence[_Dev]) -> tuple[_Dev | None, float]
         if affinity > best_affinity:
             best, best_affinity = dev, affinity
     return best, max(best_affinity, 0.0)
-
-
-# Two sentences report on the same thing when they share at least this share of the smaller one's
-# nouns and names (known ones included): "Das Treffen von Trump und Putin in Budapest ist geplatzt"
-# and "Trump hat das geplante Treffen mit Kremlchef Putin in Budapest abgesagt" share all 4 of the
-# first; "Putin sagt Besuch in Peking ab" shares 1 of 3 with the second.
-SAME_SUBJECT = 0.6
-
-
-def _same_subject(a: frozenset[str], b: frozenset[str]) -> bool:
-    common = len(a & b)
-    return bool(common) and common / min(len(a), len(b)) >= SAME_SUBJECT
-
-
-def _same_change(
-    novel: Sequence[SentenceNovelty], residual: Sequence[SentenceNovelty], devs: Sequence[_Dev]
-) -> _Dev | None:
-    """The development that reports the change of state an item's novel sentence reports: a cue of
-    the same family, about the same thing (``SAME_SUBJECT`` of their nouns and names, known ones
-    included). A cancellation is often news without a new noun ("Trump hat das Treffen mit Putin in
-    Budapest abgesagt"): such a development has no new vocabulary for later reports to share, and a
-    second outlet's "Das Treffen ... ist geplatzt" with one more new noun ("keine Pläne in naher
-    Zukunft") opened a second development (a second alert for the same fact).
-
-    Not when what the item says beyond the story so far (``residual``) is news of its own: a change
-    of another kind the story does not know (sanctions, after the known cancellation it recaps), or
-    a new name or number ("Nach der Absage ... hat Südland 5000 Soldaten an die Grenze verlegt"):
-    the usual rules decide then."""
-    if any(s.new_cues or ((s.new_names or s.new_numbers) and s.novel) for s in residual):
-        return None
-    for s in novel:
-        if not s.new_cues:
-            continue
-        families = {cue_family(c) for c in s.new_cues}
-        nouns = s.sentence.nouns
-        for dev in devs:
-            for known in dev.sentences:
-                same_family = families.intersection(cue_family(c) for c in known.cues)
-                if same_family and _same_subject(nouns, known.nouns):
-                    return dev
-    return None
 
 
 def _opens_development(story_score: float, threshold: float, affinity: float, recent_affinity: float) -> bool:
@@ -318,14 +277,11 @@ def diff_items(
         story_score, residual = score_item(sentences, story_ref, baseline.key_terms)
         vocab = _fact_vocab(novel)
         best, affinity = _closest(vocab, devs)
-        cycle = [d for d in devs if abs(item.published - d.first_seen) <= NEWS_CYCLE]
-        recent, recent_affinity = _closest(vocab, cycle)
-        same = _same_change(novel, residual, cycle) if story_score < STRONG_FACTOR * threshold else None
-        if same is not None:
-            opens, best = False, same  # the same news cycle, the same change of the same thing
-        else:
-            opens = _opens_development(story_score, threshold, affinity, recent_affinity)
-        if same is None and not opens and recent is not None and recent_affinity > 0:
+        recent, recent_affinity = _closest(
+            vocab, [d for d in devs if abs(item.published - d.first_seen) <= NEWS_CYCLE]
+        )
+        opens = _opens_development(story_score, threshold, affinity, recent_affinity)
+        if not opens and recent is not None and recent_affinity > 0:
             best = recent  # the same news cycle, the same subject
         if opens or best is None:
             chosen = residual if residual else novel
