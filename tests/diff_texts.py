@@ -74,3 +74,9 @@ CANCELLATION_BY_ROLES_TITLE = "Kein Treffen in Österreich"
 CANCELLATION_BY_ROLES = """Südlands Staatschef lässt das Treffen mit Nordlands Präsidentin platzen.
 Eine Begegnung der beiden sei vorerst nicht geplant, hieß es in der Hauptstadt.
 """
+
+# The same cancellation in other words, with a fact of its own that carries no cue, name or number.
+CANCELLATION_WITH_DISMISSAL_TITLE = "Nach geplatztem Gipfel: Berger entlässt Außenminister"
+CANCELLATION_WITH_DISMISSAL = """Das Treffen von Berger und Ostrow in Graz ist geplatzt.
+Berger entließ daraufhin ihren Außenminister und ernannte den Botschafter in Wien zum Nachfolger.
+"""

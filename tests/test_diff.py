@@ -335,3 +335,17 @@ def test_a_recap_of_the_known_change_with_news_of_its_own_is_a_development() -> 
     assert sorted(r.title for r in records) == sorted([T.BARE_CANCELLATION_TITLE, T.RECAP_WITH_NEWS_TITLE])
     cancellation = next(r for r in records if r.title == T.BARE_CANCELLATION_TITLE)
     assert sorted(s.item_id for s in cancellation.sources) == [2, 6]
+
+
+def test_the_same_cancellation_with_a_fact_of_its_own_is_a_development() -> None:
+    """A report that retells a known cancellation in other words and adds a fact of its own (a
+    minister dismissed: no cue, no new name or number) is a development; joining reports of the
+    same change of state to its development swallowed it (README "Known limits")."""
+    known = as_known(
+        find_developments(BASELINE, [], [item(2, T.BARE_CANCELLATION_TITLE, T.BARE_CANCELLATION)]), []
+    )
+    records, diffs = diff_items(
+        BASELINE, known, [item(3, T.CANCELLATION_WITH_DISMISSAL_TITLE, T.CANCELLATION_WITH_DISMISSAL)]
+    )
+    assert [d.verdict for d in diffs] == ["new"]
+    assert [r.title for r in records] == [T.CANCELLATION_WITH_DISMISSAL_TITLE]
