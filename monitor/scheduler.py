@@ -417,7 +417,7 @@ async def _run_scheduler(
     """One run of the scheduler, until ``stop`` is set (or it fails); ``started`` gets the time it
     started polling."""
     # On PostgreSQL the node's id is an advisory lock on the feed-lock connection: taken again after
-    # a restart (a lost connection lost it; on the same connection it is taken twice, harmlessly).
+    # a restart, on a fresh connection (``run_daemon`` closes the old one, which lost it).
     if not is_sqlite(config.database) and not await locks.claim_node(node_id):
         raise NodeConflict(
             f"node id {node_id!r} is in use by a running node; give each node its own --node-id"

@@ -3,9 +3,10 @@
 For the entries in which some story's terms occur: each story's rule outcome (``match.Prematch``)
 and the diff of the entry against each story's baseline (``diff.baseline_novelty``). Both depend on
 the entry, the rules and the baseline alone, never on the story so far, so they can run in any
-process. The writer (``Monitor._match`` and ``Monitor._diff_batch``) adds what reads the story state: similarity to the
-story so far, background, and the diff against the story so far, which only the entries with news
-against the baseline need; the sentence analysis goes back to the writer for those entries alone.
+process. The writer (``Monitor._match`` and ``Monitor._diff_batch``) adds what reads the story
+state: similarity to the story so far, background, and the diff against the story so far, which
+only the entries with news against the baseline need; the sentence analysis goes back to the
+writer for those entries alone.
 Pure: the values the writer would compute itself.
 
 Why here: the writer is one thread of the main process, sharing its interpreter lock with the event

@@ -49,10 +49,6 @@ _ABBREV_END = re.compile(
 )
 
 
-# Small on purpose: the hits are the same texts folded again by the next story or stage within one
-# feed's poll (the writer matches story after story over a feed's items: 1,024 entries are a title
-# and a text each for 512 items); a large cache of whole article texts was tens of MB that the
-# daemon never gave back.
 # Characters XML 1.0 does not allow in a document, escaped or not: control characters other than
 # tab and line breaks, lone surrogates, U+FFFE/U+FFFF.
 NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -68,6 +64,10 @@ def unfold(word: str) -> str:
     return word.replace("ae", "ä").replace("oe", "ö").replace("ue", "ü")
 
 
+# Small on purpose: the hits are the same texts folded again by the next story or stage within one
+# feed's poll (the writer matches story after story over a feed's items: 1,024 entries are a title
+# and a text each for 512 items); a large cache of whole article texts was tens of MB that the
+# daemon never gave back.
 @lru_cache(maxsize=1024)
 def fold(text: str) -> str:
     """Case-fold and spell out umlauts/ß so 'Selenskyj', 'SELENSKYJ' and 'Gipfel' compare plainly.
